@@ -1,0 +1,79 @@
+"""Rule-based default CPU schedules, so code without a hand schedule is already decent.
+
+Rules, per stage:
+- element-wise intermediates are inlined into their consumers;
+- the innermost spatial axis is split by the vector width and vectorized (lanes read contiguous memory);
+- reductions keep a spatial axis innermost when one exists (matmul-like: i, j.outer, k, j.inner), so the
+  accumulator stays in vector registers;
+- the outer spatial loops are fused and run in parallel when the stage has enough work to pay for threads.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..ir.expr import Const
+from ..ir.tensor import Tensor
+from .schedule import Schedule, Stage
+from .target import Target
+
+PARALLEL_MIN_WORK = 1 << 15
+
+
+def vector_lanes(target: Target, itemsize: int) -> int:
+    feats = target.get("mattr")
+    cpu = target.get("mcpu")
+    wide = "+avx512f" in feats or (not feats and "avx512" in cpu)
+    avx = wide or "+avx" in feats or (not feats and cpu not in ("generic", ""))
+    width = 64 if wide else 32 if avx else 16
+    return max(width // itemsize, 1)
+
+
+def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedule:
+    sch = Schedule(outputs)
+    for st in sch.stages:
+        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1:
+            st.compute_inline()
+    for st in sch.stages:
+        if st.attach.kind == "root":
+            schedule_stage(st, target)
+    return sch
+
+
+def _const(e) -> "int | None":
+    return e.value if isinstance(e, Const) else None
+
+
+def schedule_stage(st: Stage, target: Target) -> None:
+    spatial = [a for a in st.leaf if a.kind == "spatial"]
+    reduce = [a for a in st.leaf if a.kind == "reduce"]
+    lanes = vector_lanes(target, st.op.outputs[0].dtype.itemsize)
+    vec = None
+    outer = list(spatial)
+    if spatial:
+        inner = spatial[-1]
+        n = _const(inner.extent)
+        if n is None or n >= lanes:
+            head, vec = st.split(inner, lanes)
+            outer = spatial[:-1] + [head]
+            if reduce:
+                st.reorder(*outer, *reduce, vec)
+        elif not reduce and len(spatial) > 1:
+            outer = spatial[:-1]
+    work = _work(st)
+    if outer and (work is None or work >= PARALLEL_MIN_WORK):
+        # Parallelise the outer spatial loops but keep a split tile loop out of the fusion when there are others,
+        # so its tail guard can be partitioned away from the main body.
+        lead = outer[:-1] if len(outer) > 1 and vec is not None else outer
+        st.parallel(st.fuse(*lead))
+    if vec is not None:
+        st.vectorize(vec)
+
+
+def _work(st: Stage) -> "int | None":
+    total = 1
+    for ax in st.root_axes:
+        n = _const(ax.extent)
+        if n is None:
+            return None
+        total *= n
+    return total

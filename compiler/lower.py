@@ -1,0 +1,345 @@
+"""Lowering: a scheduled tensor computation becomes a loop-IR function.
+
+Stages are generated producer-first. Each stage's loops come from its leaf axes; the root axis values are rebuilt
+from the split/fuse relations; non-divisible splits get guards (later partitioned away from the main body);
+stages computed at a consumer's loop get a region found by bound inference and a local buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir.dtype import INDEX, bool_
+from ..ir.expr import Const, Expr, SizeVar, Var, all_of, binary, cast, const, free_vars, select, substitute, transform
+from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store, seq
+from ..ir.simplify import simplify_index
+from ..ir.symbolic import prove_equal, simplify
+from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead, identity_element
+from .bounds import BoundError, bound, const_value, lower_of, upper_of
+from .schedule import Axis, Fuse, Schedule, ScheduleError, Split, Stage
+
+
+@dataclass
+class StageLoops:
+    """Where a stage's loops stand while its nest is generated: extents, root values and guards."""
+
+    ext: dict[Axis, Expr]
+    values: dict[Axis, Expr]
+    guards: list[tuple[Expr, set[Var]]]
+    op_vars: dict[Var, Expr] = field(default_factory=dict)
+
+
+class Lowerer:
+    def __init__(self, sch: Schedule, args: list[Tensor], name: str):
+        self.sch, self.name = sch, name
+        self.args = [sch.resolve(t) for t in args]
+        self.buffers: dict[Tensor, Buffer] = {}
+        self.regions: dict[Stage, list[tuple[Expr, Expr]]] = {}
+        self.loops: dict[Stage, StageLoops] = {}
+        self.stages = self._live_stages()
+        self._check()
+
+    # ---- set-up ---------------------------------------------------------------------------------------------------
+    def _live_stages(self) -> list[Stage]:
+        live: set[int] = set()
+        todo = [t for t in self.args if not isinstance(t.op, PlaceholderOp)]
+        while todo:
+            st = self.sch[todo.pop()]
+            if id(st) in live:
+                continue
+            live.add(id(st))
+            todo.extend(t for t in self.sch.reads(st) if not isinstance(t.op, PlaceholderOp))
+        return [s for s in self.sch.stages if id(s) in live]
+
+    def _check(self) -> None:
+        if not self.args:
+            raise ScheduleError("build needs at least one argument tensor")
+        names = [t.name for t in self.args]
+        for t in self.args:
+            if names.count(t.name) > 1:
+                raise ScheduleError(f"two arguments are named {t.name!r}; give tensors distinct names")
+        outputs = [t for t in self.args if not isinstance(t.op, PlaceholderOp)]
+        if not outputs:
+            raise ScheduleError("build arguments contain no computed tensor: nothing to compute")
+        arg_ops = {id(t.op) for t in self.args}
+        for st in self.stages:
+            for t in self.sch.reads(st):
+                if isinstance(t.op, PlaceholderOp) and id(t.op) not in arg_ops:
+                    raise ScheduleError(f"stage {st.name!r} reads input {t.name!r}, which is missing from the "
+                                        f"build arguments")
+            if id(st.op) in arg_ops and st.attach.kind != "root":
+                raise ScheduleError(f"stage {st.name!r} is a kernel argument, so it cannot be {st.attach.kind}d")
+            for ax in st.all_axes:
+                if ax.loop == "thread":
+                    raise ScheduleError(f"{st.name}.{ax.name} is bound to {ax.thread_tag}, which needs a GPU "
+                                        f"target; the llvm target runs loops on CPU cores (use parallel)")
+
+    def _buffer(self, t: Tensor, st: "Stage | None") -> Buffer:
+        if t not in self.buffers:
+            scope = st.scope if st is not None and t not in self.args else "global"
+            self.buffers[t] = Buffer(t.name, t.shape, t.dtype, scope)
+        return self.buffers[t]
+
+    # ---- expressions ----------------------------------------------------------------------------------------------
+    def lower_expr(self, e: Expr, st: Stage, clamp: bool = False) -> Expr:
+        def rule(node: Expr):
+            if isinstance(node, TensorRead):
+                idx = [self.lower_expr(i, st, clamp) for i in node.indices]
+                return self.read(node.tensor, idx, st, clamp)
+            if isinstance(node, Reduce):
+                raise ScheduleError(f"stage {st.name!r}: a reduction can only be the whole body of a compute")
+            return None
+        return transform(e, rule)
+
+    def read(self, t: Tensor, idx: list[Expr], st: Stage, clamp: bool) -> Expr:
+        t = self.sch.resolve(st.read_map.get(t, t))
+        if clamp:
+            idx = [binary("max", binary("min", i, d - 1), 0) for i, d in zip(idx, t.shape)]
+        prod = self.sch.stage_of(t.op)
+        if prod is not None and prod.attach.kind == "inline":
+            mapping = {iv.var: i for iv, i in zip(prod.op.axis, idx)}
+            return self.lower_expr(substitute(prod.op.body[t.value_index], mapping), prod)
+        buf = self._buffer(t, prod)
+        if prod is not None and prod in self.regions:
+            idx = [i - lo for i, (lo, _) in zip(idx, self.regions[prod])]
+        return Load(buf, simplify_index(buf.flat_index(idx)))
+
+    def reads_of(self, target: Tensor, e: Expr, st: Stage) -> list[list[Expr]]:
+        """Index tuples with which `e` (in stage `st`) reads `target`, looking through inlined stages."""
+        found: list[list[Expr]] = []
+
+        def rule(node: Expr):
+            if isinstance(node, TensorRead):
+                t = self.sch.resolve(st.read_map.get(node.tensor, node.tensor))
+                for i in node.indices:
+                    found.extend(self.reads_of(target, i, st))
+                if t is target:
+                    found.append(list(node.indices))
+                    return node
+                prod = self.sch.stage_of(t.op)
+                if prod is not None and prod.attach.kind == "inline":
+                    mapping = {iv.var: i for iv, i in zip(prod.op.axis, node.indices)}
+                    found.extend(self.reads_of(target, substitute(prod.op.body[t.value_index], mapping), prod))
+                return node
+            return None
+        transform(e, rule)
+        return found
+
+    # ---- loop structure -------------------------------------------------------------------------------------------
+    def stage_loops(self, st: Stage) -> StageLoops:
+        region = self.regions.get(st)
+        pad = {rel.parent for rel in st.relations if isinstance(rel, Split) and rel.tail == "pad"}
+        ext: dict[Axis, Expr] = {}
+        for k, ax in enumerate(st.root_axes):
+            ext[ax] = region[k][1] if region is not None and k < len(region) else ax.extent
+        guards: list[tuple[Expr, set[Var]]] = []
+        for rel in st.relations:
+            if isinstance(rel, Split):
+                parent = ext[rel.parent]
+                if rel.factor is not None:
+                    ext[rel.outer] = simplify((parent + (rel.factor - 1)) // rel.factor)
+                    ext[rel.inner] = const(rel.factor, INDEX)
+                else:
+                    ext[rel.outer] = const(rel.nparts, INDEX)
+                    ext[rel.inner] = simplify((parent + (rel.nparts - 1)) // rel.nparts)
+                if rel.parent in pad:
+                    ext[rel.parent] = simplify(ext[rel.outer] * ext[rel.inner])
+            else:
+                ext[rel.fused] = simplify(ext[rel.outer] * ext[rel.inner])
+        values: dict[Axis, Expr] = {ax: ax.var for ax in st.leaf}
+        for rel in reversed(st.relations):
+            if isinstance(rel, Split):
+                values[rel.parent] = simplify_index(values[rel.outer] * ext[rel.inner] + values[rel.inner])
+                covered = simplify(ext[rel.outer] * ext[rel.inner])
+                if rel.tail == "guard" and not prove_equal(covered, ext[rel.parent]):
+                    cond = values[rel.parent] < ext[rel.parent]
+                    guards.append((cond, free_vars(values[rel.parent])))
+            else:
+                inner_ext = ext[rel.inner]
+                values[rel.outer] = values[rel.fused] // inner_ext
+                values[rel.inner] = values[rel.fused] % inner_ext
+        loops = StageLoops(ext, values, guards)
+        ivs = list(st.op.axis) + list(st.op.reduce_axis)
+        for k, (iv, ax) in enumerate(zip(ivs, st.root_axes)):
+            v = values[ax]
+            if region is not None and k < len(region):
+                lo = region[k][0]
+                v = simplify_index(lo + v)
+                if not self._inside(lo, region[k][1], iv.extent):
+                    loops.guards.append((all_of([v >= 0, v < iv.extent]), free_vars(values[ax])))
+            loops.op_vars[iv.var] = v
+        return loops
+
+    @staticmethod
+    def _inside(lo: Expr, extent: Expr, full: Expr) -> bool:
+        lo_c, ext_c, full_c = const_value(lo), const_value(extent), const_value(full)
+        if lo_c is not None and ext_c is not None and full_c is not None:
+            return lo_c >= 0 and lo_c + ext_c <= full_c
+        return prove_equal(lo, const(0, INDEX)) and prove_equal(extent, full)
+
+    # ---- statement generation -------------------------------------------------------------------------------------
+    def stage_nest(self, st: Stage) -> Stmt:
+        loops = self.stage_loops(st)
+        self.loops[st] = loops
+        self._place_attached(st)
+        op = st.op
+        pad = any(isinstance(r, Split) and r.tail == "pad" for r in st.relations)
+        if pad and st.is_output:
+            raise ScheduleError(f"split with tail='pad' on {st.name!r}: it is a kernel output, whose buffer cannot "
+                                f"be padded; use tail='guard'")
+        bufs = [self._buffer(t, st) for t in op.outputs]
+        if st in self.regions:
+            store_idx = [loops.values[ax] for ax in st.root_axes[:len(op.axis)]]
+        else:
+            store_idx = [loops.op_vars[iv.var] for iv in op.axis]
+
+        def subst(e: Expr) -> Expr:
+            return simplify_index(substitute(self.lower_expr(e, st, clamp=pad), loops.op_vars))
+
+        flat = [simplify_index(b.flat_index(store_idx)) for b in bufs]
+        spatial = {ax.var for ax in st.leaf if ax.kind == "spatial"}
+        if not op.reduce_axis:
+            body: Stmt = seq([Store(b, f, cast(b.dtype, subst(e))) for b, f, e in zip(bufs, flat, op.body)])
+            init = None
+        else:
+            red: Reduce = op.body[0]  # type: ignore[assignment]
+            init = seq([Store(b, f, identity_element(red.combiner, b.dtype)) for b, f in zip(bufs, flat)])
+            body = self._update(red, bufs, flat, subst)
+            init = self._guard(init, [g for g in loops.guards if g[1] <= spatial])
+        body = self._guard(body, loops.guards)
+        first_red = next((k for k, ax in enumerate(st.leaf) if ax.kind == "reduce"), None)
+        for level in range(len(st.leaf) - 1, -1, -1):
+            ax = st.leaf[level]
+            body = self._with_attached(st, ax, body, level)
+            body = For(ax.var, loops.ext[ax], ax.loop, body, ax.thread_tag)
+            if level == first_red:
+                init_nest = init
+                for inner in reversed(st.leaf[level + 1:]):
+                    if inner.kind == "spatial":
+                        init_nest = For(inner.var, loops.ext[inner], inner.loop, init_nest, inner.thread_tag)
+                body = seq([init_nest, body])
+        if first_red is None and init is not None:
+            body = seq([init, body])
+        return body
+
+    def _update(self, red: Reduce, bufs: list[Buffer], flat: list[Expr], subst) -> Stmt:
+        acc = [Load(b, f) for b, f in zip(bufs, flat)]
+        where = subst(red.where)
+        if red.combiner in ("argmax", "argmin"):
+            idx_src, val_src = subst(red.sources[0]), subst(red.sources[1])
+            better = binary("gt" if red.combiner == "argmax" else "lt", val_src, acc[1])
+            flag = Var("better", bool_)
+            stores = [Store(bufs[0], flat[0], select(flag, cast(bufs[0].dtype, idx_src), acc[0])),
+                      Store(bufs[1], flat[1], select(flag, cast(bufs[1].dtype, val_src), acc[1]))]
+            stmt: Stmt = LetStmt(flag, binary("and", where, better), seq(stores))
+            return stmt
+        src = cast(bufs[0].dtype, subst(red.sources[0]))
+        op = {"sum": "add", "prod": "mul", "max": "max", "min": "min"}[red.combiner]
+        stmt = Store(bufs[0], flat[0], binary(op, acc[0], src))
+        return stmt if isinstance(where, Const) and where.value else IfThenElse(where, stmt)
+
+    @staticmethod
+    def _guard(body: Stmt, guards: list[tuple[Expr, set[Var]]]) -> Stmt:
+        return IfThenElse(all_of([g for g, _ in guards]), body) if guards else body
+
+    def _with_attached(self, consumer: Stage, ax: Axis, body: Stmt, level: int) -> Stmt:
+        attached = [s for s in self.stages if s.attach.kind == "at" and s.attach.stage is consumer
+                    and s.attach.axis is ax]
+        if not attached:
+            return body
+        if ax.loop == "vectorized" or any(a.loop == "vectorized" for a in consumer.leaf[:level]):
+            raise ScheduleError(f"compute_at of {attached[0].name!r} inside the vectorized loop "
+                                f"{consumer.name}.{ax.name}: vector lanes cannot host another stage")
+        out: Stmt = seq([self.stage_nest(prod) for prod in attached] + [body])
+        for prod in attached:
+            for t in prod.op.outputs:
+                out = Allocate(self.buffers[t], out)
+        return out
+
+    def _place_attached(self, consumer: Stage) -> None:
+        """Give every stage computed at `consumer`'s loops its region and region-sized buffer, before the
+        consumer's body is lowered (its reads index into those buffers)."""
+        for level, ax in enumerate(consumer.leaf):
+            for prod in self.stages:
+                if prod.attach.kind == "at" and prod.attach.stage is consumer and prod.attach.axis is ax:
+                    self.regions[prod] = self._infer_region(prod, consumer, level)
+                    shape = [ext for _, ext in self.regions[prod]]
+                    scope = prod.scope if prod.scope != "global" else "local"
+                    for t in prod.op.outputs:
+                        self.buffers[t] = Buffer(t.name, shape, t.dtype, scope)
+
+    def _infer_region(self, prod: Stage, consumer: Stage, level: int) -> list[tuple[Expr, Expr]]:
+        loops = self.loops[consumer]
+        varying = {ax.var: (const(0, INDEX), simplify(loops.ext[ax] - 1)) for ax in consumer.leaf[level + 1:]}
+        tensors = prod.op.outputs
+        reads: list[list[Expr]] = []
+        for body in consumer.op.body:
+            for t in tensors:
+                reads.extend(self.reads_of(t, body, consumer))
+        if not reads:
+            raise ScheduleError(f"compute_at of {prod.name!r}: {consumer.name!r} does not read it")
+        region: list[tuple[Expr, Expr]] = []
+        for d, full in enumerate(tensors[0].shape):
+            lo_all = hi_all = None
+            for idx in reads:
+                e = simplify_index(substitute(idx[d], loops.op_vars))
+                try:
+                    lo, hi = bound(e, varying)
+                except BoundError as err:
+                    raise ScheduleError(f"compute_at of {prod.name!r} at {consumer.name}: {err}") from None
+                lo, hi = simplify_index(lo), simplify_index(hi)
+                lo_all = lo if lo_all is None else lower_of(lo_all, lo)
+                hi_all = hi if hi_all is None else upper_of(hi_all, hi)
+            extent = simplify_index(hi_all - lo_all + 1)
+            if const_value(extent) is None:
+                extent = simplify(extent)
+            region.append((lo_all, extent))
+        return region
+
+    # ---- the whole function ---------------------------------------------------------------------------------------
+    def lower(self) -> PrimFunc:
+        for t in self.args:
+            self._buffer(t, None)
+        parts: list[Stmt] = []
+        allocs: list[Buffer] = []
+        for st in self.stages:
+            if st.attach.kind != "root":
+                continue
+            parts.append(self.stage_nest(st))
+            for t in st.op.outputs:
+                if t not in self.args:
+                    buf = self.buffers[t]
+                    padded = self._padded_shape(st, buf)
+                    if padded is not None:
+                        buf.shape = padded
+                    allocs.append(buf)
+        body: Stmt = seq(parts)
+        for buf in allocs:
+            body = Allocate(buf, body)
+        size_vars = _size_vars(self.args)
+        return PrimFunc(self.name, [self.buffers[t] for t in self.args], size_vars, body,
+                        [self.buffers[t] for t in self.args if not isinstance(t.op, PlaceholderOp)])
+
+    def _padded_shape(self, st: Stage, buf: Buffer) -> "tuple[Expr, ...] | None":
+        loops = self.loops[st]
+        pads = [rel.parent for rel in st.relations if isinstance(rel, Split) and rel.tail == "pad"]
+        if not pads:
+            return None
+        shape = []
+        for ax, dim in zip(st.root_axes, buf.shape):
+            shape.append(upper_of(loops.ext[ax], dim) if ax in pads else dim)
+        return tuple(shape)
+
+
+def _size_vars(args: list[Tensor]) -> list[SizeVar]:
+    out: dict[SizeVar, None] = {}
+    for t in args:
+        for d in t.shape:
+            for v in sorted(free_vars(d), key=lambda v: v.name):
+                if isinstance(v, SizeVar):
+                    out[v] = None
+    return list(out)
+
+
+def lower(sch: Schedule, args: list[Tensor], name: str = "kernel") -> PrimFunc:
+    """Schedule -> loop IR, before the loop-level passes of the pipeline."""
+    return Lowerer(sch, args, name).lower()

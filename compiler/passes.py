@@ -1,0 +1,189 @@
+"""Loop-IR passes. Each takes and returns a statement tree; the pipeline names them in order."""
+from __future__ import annotations
+
+from ..ir.dtype import INDEX
+from ..ir.expr import Binary, Const, Expr, Var, binary, const, free_vars, substitute
+from ..ir.loops import Allocate, For, IfThenElse, LetStmt, Seq, Stmt, Store, map_exprs, seq
+from ..ir.simplify import affine, simplify_index
+
+
+def simplify_stmt(stmt: Stmt) -> Stmt:
+    """Canonicalise index arithmetic and drop conditionals that are constant."""
+    stmt = map_exprs(stmt, simplify_index)
+    return _drop_constant_ifs(stmt)
+
+
+def _drop_constant_ifs(s: Stmt) -> Stmt:
+    if isinstance(s, IfThenElse):
+        then = _drop_constant_ifs(s.then)
+        other = None if s.otherwise is None else _drop_constant_ifs(s.otherwise)
+        if isinstance(s.cond, Const):
+            return then if s.cond.value else (other if other is not None else Seq([]))
+        return IfThenElse(s.cond, then, other)
+    if isinstance(s, For):
+        return For(s.var, s.extent, s.kind, _drop_constant_ifs(s.body), s.thread_tag)
+    if isinstance(s, Seq):
+        return seq([_drop_constant_ifs(x) for x in s.stmts]) if s.stmts else s
+    if isinstance(s, Allocate):
+        return Allocate(s.buffer, _drop_constant_ifs(s.body))
+    if isinstance(s, LetStmt):
+        return LetStmt(s.var, s.value, _drop_constant_ifs(s.body))
+    return s
+
+
+# ---- loop partitioning ------------------------------------------------------------------------------------------
+
+def _clauses(cond: Expr) -> list[Expr]:
+    if isinstance(cond, Binary) and cond.op == "and":
+        return _clauses(cond.a) + _clauses(cond.b)
+    return [cond]
+
+
+def _split_point(clause: Expr, var: Var, inner: dict[Var, Expr]) -> "tuple[Expr, bool] | None":
+    """For a guard `lhs < rhs` whose lhs grows with `var` and with loops inside it, the number of leading
+    iterations of `var` for which the guard holds for every inner iteration, and whether at most one iteration is
+    left over (a plain split tail); None if the guard is not of that form."""
+    if not (isinstance(clause, Binary) and clause.op == "lt"):
+        return None
+    form = affine(simplify_index(clause.a))
+    if form is None:
+        return None
+    terms, c = form
+    coef = terms.get(var, 0)
+    if coef <= 0 or var in free_vars(clause.b):
+        return None
+    worst = c
+    rest: Expr = const(0, INDEX)
+    for atom, n in terms.items():
+        if atom is var:
+            continue
+        if isinstance(atom, Var) and atom in inner and n > 0:
+            rest = rest + (inner[atom] - 1) * n
+        elif free_vars(atom) & (inner.keys() | {var}):
+            return None
+        else:
+            rest = rest + atom * n
+    # coef * v + rest + worst < rhs  <=>  v < (rhs - rest - worst - 1) // coef + 1
+    span = simplify_index(rest + worst + 1)
+    if isinstance(span, Const) and span.value == coef:
+        return simplify_index(clause.b // coef), True  # the usual split guard: all full tiles run unguarded
+    return simplify_index((clause.b - span) // coef + 1), False
+
+
+def _at_most(point: Expr, extent: Expr) -> bool:
+    """point <= extent, for constants or the split shape `n // f` against `(n + f - 1) // f`."""
+    if isinstance(point, Const) and isinstance(extent, Const):
+        return point.value <= extent.value
+    if isinstance(point, Binary) and isinstance(extent, Binary) and point.op == extent.op == "floordiv":
+        f = point.b
+        if isinstance(f, Const) and isinstance(extent.b, Const) and f.value == extent.b.value:
+            form_p, form_e = affine(point.a), affine(extent.a)
+            if form_p is not None and form_e is not None:
+                same = form_p[0].keys() == form_e[0].keys() and all(
+                    form_p[0][k] == form_e[0][k] for k in form_p[0])
+                return same and form_e[1] >= form_p[1]
+    return False
+
+
+def _inner_loops(s: Stmt, out: dict[Var, Expr]) -> dict[Var, Expr]:
+    if isinstance(s, For):
+        out[s.var] = s.extent
+    for kid in s.children():
+        _inner_loops(kid, out)
+    return out
+
+
+def _find_guard(s: Stmt, var: Var, inner: dict[Var, Expr]) -> "tuple[Expr, tuple[Expr, bool]] | None":
+    if isinstance(s, IfThenElse) and s.otherwise is None:
+        for clause in _clauses(s.cond):
+            point = _split_point(clause, var, inner)
+            if point is not None and point[1]:
+                return clause, point
+    for kid in s.children():
+        found = _find_guard(kid, var, inner)
+        if found is not None:
+            return found
+    return None
+
+
+def _drop_clause(s: Stmt, clause: Expr) -> Stmt:
+    if isinstance(s, IfThenElse):
+        kept = [c for c in _clauses(s.cond) if c is not clause]
+        then = _drop_clause(s.then, clause)
+        if s.otherwise is None and not kept:
+            return then
+        cond = kept[0] if kept else const(True)
+        for c in kept[1:]:
+            cond = binary("and", cond, c)
+        other = None if s.otherwise is None else _drop_clause(s.otherwise, clause)
+        return IfThenElse(cond, then, other)
+    if isinstance(s, For):
+        return For(s.var, s.extent, s.kind, _drop_clause(s.body, clause), s.thread_tag)
+    if isinstance(s, Seq):
+        return Seq([_drop_clause(x, clause) for x in s.stmts])
+    if isinstance(s, Allocate):
+        return Allocate(s.buffer, _drop_clause(s.body, clause))
+    if isinstance(s, LetStmt):
+        return LetStmt(s.var, s.value, _drop_clause(s.body, clause))
+    return s
+
+
+def partition_loops(s: Stmt) -> Stmt:
+    """Split loops so the main part runs without the tail guards of non-divisible splits; only the last
+    iterations keep the guard (and, when vectorized, the masked code)."""
+    if isinstance(s, For):
+        body = partition_loops(s.body)
+        if s.kind in ("vectorized", "unrolled", "thread"):
+            return For(s.var, s.extent, s.kind, body, s.thread_tag)
+        found = _find_guard(body, s.var, _inner_loops(body, {}))
+        if found is None:
+            return For(s.var, s.extent, s.kind, body, s.thread_tag)
+        clause, (point, single_tail) = found
+        if not _at_most(point, s.extent):
+            point = binary("min", point, s.extent)
+        point = simplify_index(point)
+        main = partition_loops(For(s.var, point, s.kind, _drop_clause(body, clause), s.thread_tag))
+        tail_var = Var(s.var.name, INDEX)
+        tail_body = map_exprs(body, lambda e: substitute(e, {s.var: tail_var + point}))
+        tail_body = _rebind_lets(tail_body)
+        tail_kind = "serial" if s.kind == "parallel" else s.kind
+        tail = For(tail_var, simplify_index(s.extent - point), tail_kind, tail_body, s.thread_tag)
+        return seq([main, tail])
+    if isinstance(s, Seq):
+        return seq([partition_loops(x) for x in s.stmts])
+    if isinstance(s, IfThenElse):
+        other = None if s.otherwise is None else partition_loops(s.otherwise)
+        return IfThenElse(s.cond, partition_loops(s.then), other)
+    if isinstance(s, Allocate):
+        return Allocate(s.buffer, partition_loops(s.body))
+    if isinstance(s, LetStmt):
+        return LetStmt(s.var, s.value, partition_loops(s.body))
+    return s
+
+
+def _rebind_lets(s: Stmt) -> Stmt:
+    """Copies of a loop body must not share inner loop variables with the original (codegen binds by identity)."""
+    mapping: dict[Var, Var] = {}
+
+    def fresh(v: Var) -> Var:
+        mapping[v] = Var(v.name, v.dtype)
+        return mapping[v]
+
+    def go(x: Stmt) -> Stmt:
+        sub = (lambda e: substitute(e, mapping))
+        if isinstance(x, For):
+            ext = sub(x.extent)
+            return For(fresh(x.var), ext, x.kind, go(x.body), x.thread_tag)
+        if isinstance(x, LetStmt):
+            val = sub(x.value)
+            return LetStmt(fresh(x.var), val, go(x.body))
+        if isinstance(x, Seq):
+            return Seq([go(y) for y in x.stmts])
+        if isinstance(x, IfThenElse):
+            return IfThenElse(sub(x.cond), go(x.then), None if x.otherwise is None else go(x.otherwise))
+        if isinstance(x, Allocate):
+            return Allocate(x.buffer, go(x.body))
+        if isinstance(x, Store):
+            return Store(x.buffer, sub(x.index), sub(x.value))
+        return x
+    return go(s)
