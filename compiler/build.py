@@ -16,6 +16,9 @@ from .schedule import Schedule, ScheduleError
 from .target import Target, parse_target
 
 log = logging.getLogger("ember")
+if os.environ.get("EMBER_LOG", "0") not in ("", "0"):
+    log.setLevel(logging.INFO)
+    log.addHandler(logging.StreamHandler())
 _loaded: dict[str, object] = {}
 _loaded_lock = threading.Lock()
 STATS = {"compiles": 0, "loads": 0, "memory_hits": 0}

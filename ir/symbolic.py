@@ -1,19 +1,22 @@
 """Symbolic shape arithmetic backed by sympy.
 
-Only shapes and extents go through here (a handful of calls per kernel), never per-node lowering work.
+Only symbolic shapes and extents go through here (a handful of calls per kernel), never per-node lowering work;
+sympy itself is imported on first use, so purely static kernels never pay for it.
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sympy
+if TYPE_CHECKING:
+    import sympy
 
 from .dtype import INDEX
 from .expr import Binary, Cast, Const, Expr, SizeVar, Var, as_expr, cast, const
 
 
-def to_sympy(expr: Expr) -> sympy.Expr:
+def to_sympy(expr: Expr) -> "sympy.Expr":
+    import sympy
     if isinstance(expr, Const):
         return sympy.Integer(int(expr.value))
     if isinstance(expr, Var):
@@ -30,7 +33,8 @@ def to_sympy(expr: Expr) -> sympy.Expr:
     raise ValueError(f"shape expression {expr} uses an operation shapes cannot use")
 
 
-def from_sympy(value: sympy.Expr, names: dict[str, Var]) -> Expr:
+def from_sympy(value: "sympy.Expr", names: dict[str, Var]) -> Expr:
+    import sympy
     if value.is_Integer:
         return const(int(value), INDEX)
     if value.is_Symbol:
@@ -68,6 +72,7 @@ def simplify(expr: Expr) -> Expr:
     """Simplify an integer shape expression (e.g. (n*4)//4 -> n)."""
     if isinstance(expr, (Const, Var)):
         return expr
+    import sympy
     try:
         return cast(INDEX, from_sympy(sympy.simplify(to_sympy(expr)), _names(expr, {})))
     except ValueError:
@@ -88,6 +93,9 @@ def prove_equal(a: Expr, b: Expr) -> bool:
     """True when a == b for every value of the symbolic sizes."""
     if isinstance(a, Const) and isinstance(b, Const):
         return a.value == b.value
+    if a is b:
+        return True
+    import sympy
     try:
         return sympy.simplify(to_sympy(a) - to_sympy(b)) == 0
     except ValueError:

@@ -15,6 +15,7 @@ from .types import I1, I32, I64, PTR, VOID, compute_type, storage_type
 
 ENTRY = "ember_kernel"
 STACK_LIMIT = 64 * 1024
+STREAMING_MIN_BYTES = 4 << 20  # outputs this large bypass the caches (non-temporal stores): no read-for-ownership
 
 
 class LLVMCodegen(ExprEmitter):
@@ -29,6 +30,7 @@ class LLVMCodegen(ExprEmitter):
         self.mask = None
         self.in_parallel = False
         self._outlined = 0
+        self.streaming = _streaming_outputs(func)
 
     def generate(self) -> str:
         params = [PTR] * len(self.func.args) + [I64] * len(self.func.size_vars)
@@ -40,8 +42,14 @@ class LLVMCodegen(ExprEmitter):
             self.env[var] = arg
         self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
         self.stmt(self.func.body)
-        self.builder.ret_void()
+        self._finish()
         return str(self.module)
+
+    def _finish(self) -> None:
+        """Return; non-temporal stores are weakly ordered, so fence them before anyone reads the output."""
+        if self.streaming:
+            self.builder.fence("seq_cst")
+        self.builder.ret_void()
 
     # ---- statements -----------------------------------------------------------------------------------------------
     def stmt(self, s: Stmt) -> None:
@@ -86,7 +94,9 @@ class LLVMCodegen(ExprEmitter):
         raw = self._to_storage(value, buf.dtype)
         if kind == "contiguous":
             ptr = bld.gep(base, [idx], inbounds=True, source_etype=st)
-            if self.mask is None:
+            if self.mask is None and buf in self.streaming:
+                self._streaming_store(raw, ptr, align)
+            elif self.mask is None:
                 bld.store(raw, ptr, align=align)
             else:
                 fn = self.intrinsic("llvm.masked.store", ir.VoidType(), [raw.type, PTR, I32, self.mask.type],
@@ -98,6 +108,18 @@ class LLVMCodegen(ExprEmitter):
         fn = self.intrinsic("llvm.masked.scatter", ir.VoidType(), [raw.type, ptrs.type, I32, mask.type],
                             [raw.type, ptrs.type])
         bld.call(fn, [raw, ptrs, ir.Constant(I32, align), mask])
+
+    def _streaming_store(self, raw: ir.Value, ptr: ir.Value, align: int) -> None:
+        """Non-temporal store when the address is 16-byte aligned (numpy gives 16), plain store otherwise."""
+        bld = self.builder
+        aligned = bld.icmp_unsigned("==", bld.and_(bld.ptrtoint(ptr, I64), ir.Constant(I64, 15)),
+                                    ir.Constant(I64, 0))
+        with bld.if_else(aligned) as (then, otherwise):
+            with then:
+                inst = bld.store(raw, ptr, align=16)
+                inst.set_metadata("nontemporal", self.module.add_metadata([ir.Constant(I32, 1)]))
+            with otherwise:
+                bld.store(raw, ptr, align=align)
 
     def if_then_else(self, s: IfThenElse) -> None:
         cond = self.emit(s.cond)
@@ -240,11 +262,29 @@ class LLVMCodegen(ExprEmitter):
         begin = b.mul(tid, chunk)
         end = b.call(self.intrinsic("llvm.smin", I64, [I64, I64], [I64]), [b.add(begin, chunk), total])
         self.serial_loop(s, end, lambda: self.stmt(s.body), start=begin)
-        self.builder.ret_void()
+        self._finish()
         self.builder, self.env, self.bufs = outer_builder, outer_env, outer_bufs
         self.in_parallel = False
         gomp = self.extern("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
         bld.call(gomp, [worker, closure, ir.Constant(I32, self.threads), ir.Constant(I32, 0)])
+
+
+def _streaming_outputs(func: PrimFunc) -> set[Buffer]:
+    """Large outputs of constant size that the kernel never reads back."""
+    from ...ir.expr import Const
+    from ...ir.simplify import simplify_index
+    loaded: set[Buffer] = set()
+
+    def visit(s: Stmt) -> None:
+        for e in s.exprs():
+            walk(e, lambda n: loaded.add(n.buffer) if isinstance(n, Load) else None)
+    walk_stmts(func.body, visit)
+    out = set()
+    for buf in func.outputs:
+        size = simplify_index(buf.size())
+        if buf not in loaded and isinstance(size, Const) and size.value * buf.dtype.itemsize >= STREAMING_MIN_BYTES:
+            out.add(buf)
+    return out
 
 
 def _captures(loop: For) -> tuple[list[Var], list[Buffer]]:

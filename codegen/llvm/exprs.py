@@ -12,6 +12,7 @@ from ...ir.dtype import DType, INDEX
 from ...ir.expr import Binary, Call, Cast, Const, Expr, Select, Var, free_vars, substitute, walk
 from ...ir.loops import Buffer, Load
 from ...ir.simplify import coefficient, simplify_index
+from .vmath import fast_path, vector_exp, vector_tanh
 from .types import F16, F32, F64, I1, I8, I32, I64, PTR, compute_type, mangle, storage_type, vector_of
 
 LIBM_ONLY = {"erf": "erf", "log1p": "log1p", "expm1": "expm1", "asinh": "asinh", "acosh": "acosh",
@@ -243,6 +244,8 @@ class ExprEmitter:
         v = args[0]
         dt = e.args[0].dtype
         name = e.name
+        if fast_path(name, v):
+            return vector_exp(self, v) if name == "exp" else vector_tanh(self, v)
         if name in LLVM_UNARY:
             return self.unary_intrinsic(LLVM_UNARY[name], v)
         if name in LIBM_ONLY:
@@ -251,7 +254,8 @@ class ExprEmitter:
         if name == "rsqrt":
             return bld.fdiv(one, self.unary_intrinsic("sqrt", v), flags=self.fastmath)
         if name == "sigmoid":
-            e_neg = self.unary_intrinsic("exp", bld.fneg(v))
+            neg = bld.fneg(v)
+            e_neg = vector_exp(self, neg) if fast_path("exp", neg) else self.unary_intrinsic("exp", neg)
             return bld.fdiv(one, bld.fadd(one, e_neg, flags=self.fastmath), flags=self.fastmath)
         if name == "neg":
             return bld.fneg(v) if dt.is_float else bld.neg(v)

@@ -1,0 +1,66 @@
+"""Vectorizable float32 exp and tanh (Cephes-style range reduction and polynomials, ~2 ulp).
+
+LLVM lowers `llvm.exp.v8f32` to eight scalar `expf` calls; inside vector loops these keep the lanes in registers.
+Scalar code keeps calling libm.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from .types import F32, I32
+
+EXP_HI, EXP_LO = 88.72283905206835, -103.97207708
+LOG2E, LN2_HI, LN2_LO = 1.44269504088896341, 0.693359375, -2.12194440e-4
+EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+TANH_POLY = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
+
+
+def _c(vt: ir.VectorType, value: float) -> ir.Constant:
+    return ir.Constant(vt, [ir.Constant(vt.element, value).constant] * vt.count)
+
+
+def _horner(b: ir.IRBuilder, x: ir.Value, coeffs: tuple[float, ...]) -> ir.Value:
+    acc = _c(x.type, coeffs[0])
+    for c in coeffs[1:]:
+        acc = b.fadd(b.fmul(acc, x), _c(x.type, c))
+    return acc
+
+
+def _pow2(b: ir.IRBuilder, k: ir.Value, vt: ir.VectorType) -> ir.Value:
+    ivt = k.type
+    biased = b.add(k, ir.Constant(ivt, [127] * vt.count))
+    return b.bitcast(b.shl(biased, ir.Constant(ivt, [23] * vt.count)), vt)
+
+
+def vector_exp(em, x: ir.Value) -> ir.Value:
+    b, vt = em.builder, x.type
+    ivt = ir.VectorType(I32, vt.count)
+    big = b.fcmp_ordered(">", x, _c(vt, EXP_HI))
+    small = b.fcmp_ordered("<", x, _c(vt, EXP_LO))
+    xc = b.select(big, _c(vt, EXP_HI), b.select(small, _c(vt, EXP_LO), x))
+    n = em.unary_intrinsic("roundeven", b.fmul(xc, _c(vt, LOG2E)))
+    r = b.fsub(b.fsub(xc, b.fmul(n, _c(vt, LN2_HI))), b.fmul(n, _c(vt, LN2_LO)))
+    p = _horner(b, r, EXP_POLY)
+    p = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), _c(vt, 1.0))
+    ni = b.fptosi(b.select(b.fcmp_unordered("uno", n, n), _c(vt, 0.0), n), ivt)
+    # 2^n as 2^(n>>1) * 2^(n - n>>1): both halves stay normal floats from the overflow to the denormal limit.
+    half = b.ashr(ni, ir.Constant(ivt, [1] * vt.count))
+    out = b.fmul(b.fmul(p, _pow2(b, half, vt)), _pow2(b, b.sub(ni, half), vt))
+    out = b.select(big, _c(vt, float("inf")), b.select(small, _c(vt, 0.0), out))
+    return b.select(b.fcmp_unordered("uno", x, x), x, out)
+
+
+def vector_tanh(em, x: ir.Value) -> ir.Value:
+    b, vt = em.builder, x.type
+    ax = em.unary_intrinsic("fabs", x)
+    z = b.fmul(x, x)
+    near = b.fadd(x, b.fmul(b.fmul(x, z), _horner(b, z, TANH_POLY)))
+    e = vector_exp(em, b.fmul(ax, _c(vt, 2.0)))
+    far = b.fsub(_c(vt, 1.0), b.fdiv(_c(vt, 2.0), b.fadd(e, _c(vt, 1.0))))
+    far = b.select(b.fcmp_ordered("<", x, _c(vt, 0.0)), b.fneg(far), far)
+    out = b.select(b.fcmp_ordered("<", ax, _c(vt, 0.625)), near, far)
+    return b.select(b.fcmp_unordered("uno", x, x), x, out)
+
+
+def fast_path(name: str, v: ir.Value) -> bool:
+    return name in ("exp", "tanh") and isinstance(v.type, ir.VectorType) and v.type.element == F32
