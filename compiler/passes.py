@@ -21,9 +21,12 @@ def _drop_constant_ifs(s: Stmt) -> Stmt:
             return then if s.cond.value else (other if other is not None else Seq([]))
         return IfThenElse(s.cond, then, other)
     if isinstance(s, For):
+        if isinstance(s.extent, Const) and s.extent.value <= 0:
+            return Seq([])
         return For(s.var, s.extent, s.kind, _drop_constant_ifs(s.body), s.thread_tag)
     if isinstance(s, Seq):
-        return seq([_drop_constant_ifs(x) for x in s.stmts]) if s.stmts else s
+        kept = [x for x in (_drop_constant_ifs(y) for y in s.stmts) if not (isinstance(x, Seq) and not x.stmts)]
+        return seq(kept) if kept else Seq([])
     if isinstance(s, Allocate):
         return Allocate(s.buffer, _drop_constant_ifs(s.body))
     if isinstance(s, LetStmt):

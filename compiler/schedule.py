@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..ir.dtype import INDEX
+from ..ir.dtype import INDEX, bool_
 from ..ir.expr import Const, Expr, Var, const
 from ..ir.loops import SCOPES
 from ..ir.structural import topo_ops
@@ -391,7 +391,7 @@ class Schedule:
             if src not in self.reads(r):
                 raise ScheduleError(f"cache_read of {src.name!r}: stage {r.name!r} does not read it")
         name = self._unique(f"{src.name}.{scope}", {s.name for s in self.stages})
-        copy = compute(src.shape, lambda *i: src[i], name=name)
+        copy = compute(src.shape, lambda *i: src[i], name=name, axis_names=[f"ax{k}" for k in range(src.ndim)])
         stage = Stage(self, copy.op, name)
         stage.scope = scope
         for r in reader_stages:
@@ -420,7 +420,8 @@ class Schedule:
         cache_stage.scope = scope
         cache_stage.read_map = dict(stage.read_map)
         old = op.outputs[0]
-        writeback = compute(old.shape, lambda *i: cached[i], name=stage.name)
+        writeback = compute(old.shape, lambda *i: cached[i], name=stage.name,
+                            axis_names=[iv.name for iv in op.axis])
         stage.op, stage.root_axes = writeback.op, [Axis(iv.name, iv.extent, "spatial") for iv in writeback.op.axis]
         stage.leaf, stage.read_map = list(stage.root_axes), {}
         self.tensor_map[old] = writeback
@@ -428,6 +429,83 @@ class Schedule:
         self._insert_before(cache_stage, self.stages.index(stage))
         self.trace.append("cache_write", "", tensor=stage.name, scope=scope)
         return cached
+
+    def rfactor(self, tensor: Tensor, axis: Any) -> Tensor:
+        """Turn the reduction axis `axis` (a root reduction axis, or one half of a split of one) into a spatial
+        axis of a new stage of partial results; the original stage then reduces those partials. This lets the
+        partial reduction be vectorized or parallelised."""
+        from ..ir.expr import all_of
+        from ..ir.tensor import IterVar as TIterVar, Reduce, compute
+        stage = self[tensor]
+        op = stage.op
+        body = op.body[0] if op.body else None
+        if not isinstance(body, Reduce) or len(op.body) != 1 or body.combiner not in ("sum", "prod", "max", "min"):
+            raise ScheduleError(f"rfactor of {stage.name!r}: needs a single sum/prod/max/min reduction")
+        ax = stage._leaf(axis, "rfactor")
+        if ax.kind != "reduce":
+            raise ScheduleError(f"rfactor of {stage.name!r}: {ax.name!r} is not a reduction axis")
+        splits = [r for r in stage.relations if isinstance(r, Split)]
+        if len(stage.relations) != len(splits) or any(a.loop != "serial" for a in stage.leaf) \
+                or stage.attach.kind != "root":
+            raise ScheduleError(f"rfactor of {stage.name!r}: apply it right after splitting the reduction axis, "
+                                f"before other primitives")
+        red_ivs = list(op.reduce_axis)
+        red_roots = stage.root_axes[len(op.axis):]
+        rel = next((r for r in splits if ax in (r.outer, r.inner)), None)
+        if rel is None and ax not in red_roots:
+            raise ScheduleError(f"rfactor of {stage.name!r}: {ax.name!r} must be a reduction axis or one half of "
+                                f"a single split of one")
+        if rel is not None and (rel.parent not in red_roots or rel.outer not in stage.leaf
+                                or rel.inner not in stage.leaf):
+            raise ScheduleError(f"rfactor of {stage.name!r}: only one level of split of the reduction is supported")
+        root = rel.parent if rel is not None else ax
+        root_iv = red_ivs[red_roots.index(root)]
+        factor_extent = ax.extent
+        other = None if rel is None else (rel.inner if ax is rel.outer else rel.outer)
+        name = self._unique(f"{stage.name}.rf", {s.name for s in self.stages})
+        spatial_shape = [iv.extent for iv in op.axis] + [factor_extent]
+        keep = [iv for iv in red_ivs if iv is not root_iv]
+
+        def partial(*idx):
+            from ..ir.expr import substitute
+            v = idx[-1]
+            mapping = {iv.var: i for iv, i in zip(op.axis, idx[:-1])}
+            new_axes = [TIterVar(Var(iv.name, INDEX), iv.extent, "reduce") for iv in keep]
+            mapping.update({iv.var: n.var for iv, n in zip(keep, new_axes)})
+            conds = []
+            if other is None:
+                mapping[root_iv.var] = v
+            else:
+                o = TIterVar(Var(other.name, INDEX), other.extent, "reduce")
+                new_axes.insert(0, o)
+                outer, inner = (v, o.var) if ax is rel.outer else (o.var, v)
+                value = outer * rel.inner.extent + inner
+                mapping[root_iv.var] = value
+                conds.append(value < root.extent)
+            where = all_of([substitute(body.where, mapping)] + conds)
+            source = substitute(body.sources[0], mapping)
+            if not new_axes:
+                return source
+            return Reduce(body.combiner, (source,), tuple(new_axes), where)
+
+        rf = compute(spatial_shape, partial, name=name, axis_names=[iv.name for iv in op.axis] + [ax.name])
+        rf_stage = Stage(self, rf.op, name)
+        rf_stage.read_map = dict(stage.read_map)
+        final_axis = TIterVar(Var(f"{ax.name}.v", INDEX), factor_extent, "reduce")
+        old = op.outputs[0]
+        final = compute(old.shape, lambda *i: Reduce(body.combiner, (rf[(*i, final_axis.var)],), (final_axis,),
+                                                    Const(True, bool_)), name=stage.name,
+                        axis_names=[iv.name for iv in op.axis])
+        stage.op = final.op
+        stage.root_axes = [Axis(iv.name, iv.extent, "spatial") for iv in final.op.axis]
+        stage.root_axes.append(Axis(final_axis.name, factor_extent, "reduce"))
+        stage._dedupe_names()
+        stage.leaf, stage.relations, stage.read_map = list(stage.root_axes), [], {}
+        self.tensor_map[old] = final
+        self.outputs = [self.resolve(t) for t in self.outputs]
+        self._insert_before(rf_stage, self.stages.index(stage))
+        self.trace.append("rfactor", "", tensor=stage.name, axis=ax.name)
+        return rf
 
     def _insert_before(self, stage: Stage, index: int) -> None:
         self.stages.insert(index, stage)
@@ -440,6 +518,8 @@ class Schedule:
                 self.cache_read(self._tensor(a["tensor"]), a["scope"], a["readers"])
             elif kind == "cache_write":
                 self.cache_write(self._tensor(a["tensor"]), a["scope"])
+            elif kind == "rfactor":
+                self.rfactor(self._tensor(a["tensor"]), self[a["tensor"]].axis(a["axis"]))
             else:
                 st = self[inst.stage]
                 if kind == "split":

@@ -7,7 +7,12 @@ _PREC = {"or": 1, "xor": 2, "and": 3, "eq": 4, "ne": 4, "lt": 5, "le": 5, "gt": 
          "add": 7, "sub": 7, "mul": 8, "div": 8, "floordiv": 8, "mod": 8}
 
 
-def expr_str(e: Expr, parent: int = 0) -> str:
+def expr_str(e: Expr, parent: int = 0, names: "dict[int, str] | None" = None) -> str:
+    """Text of an expression; `names` renames variables (the loop printer uses it to tell shadowed loops apart)."""
+    if names:
+        from .expr import transform
+        return expr_str(transform(e, lambda n: Var(names[id(n)], n.dtype)
+                                  if isinstance(n, Var) and id(n) in names else None), parent)
     from .loops import Load
     from .tensor import Reduce, TensorRead
     if isinstance(e, Const):
@@ -61,28 +66,40 @@ def tensor_ir_str(outputs) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stmt_str(s, indent: int = 0) -> str:
+def stmt_str(s, indent: int = 0, names: "dict[int, str] | None" = None) -> str:
     from .loops import Allocate, For, IfThenElse, LetStmt, Seq, Store
+    names = {} if names is None else names
     pad = "  " * indent
+
+    def ex(e: Expr) -> str:
+        return expr_str(e, 0, names)
+
     if isinstance(s, Seq):
-        return "".join(stmt_str(x, indent) for x in s.stmts)
+        return "".join(stmt_str(x, indent, names) for x in s.stmts)
     if isinstance(s, For):
         tag = f" @{s.thread_tag}" if s.thread_tag else ""
         kind = "" if s.kind == "serial" else f"{s.kind} "
-        return f"{pad}{kind}for {s.var.name} in 0..{expr_str(s.extent)}{tag}:\n{stmt_str(s.body, indent + 1)}"
+        shown, k = s.var.name, 0
+        taken = set(names.values())
+        while shown in taken:
+            k += 1
+            shown = f"{s.var.name}_{k}"
+        inner = dict(names)
+        inner[id(s.var)] = shown
+        return f"{pad}{kind}for {shown} in 0..{ex(s.extent)}{tag}:\n{stmt_str(s.body, indent + 1, inner)}"
     if isinstance(s, Store):
-        return f"{pad}{s.buffer.name}[{expr_str(s.index)}] = {expr_str(s.value)}\n"
+        return f"{pad}{s.buffer.name}[{ex(s.index)}] = {ex(s.value)}\n"
     if isinstance(s, Allocate):
         dims = ", ".join(map(str, s.buffer.shape))
         head = f"{pad}allocate {s.buffer.name}[{dims}] {s.buffer.dtype} in {s.buffer.scope}\n"
-        return head + stmt_str(s.body, indent)
+        return head + stmt_str(s.body, indent, names)
     if isinstance(s, IfThenElse):
-        text = f"{pad}if {expr_str(s.cond)}:\n{stmt_str(s.then, indent + 1)}"
+        text = f"{pad}if {ex(s.cond)}:\n{stmt_str(s.then, indent + 1, names)}"
         if s.otherwise is not None:
-            text += f"{pad}else:\n{stmt_str(s.otherwise, indent + 1)}"
+            text += f"{pad}else:\n{stmt_str(s.otherwise, indent + 1, names)}"
         return text
     if isinstance(s, LetStmt):
-        return f"{pad}let {s.var.name} = {expr_str(s.value)}\n{stmt_str(s.body, indent)}"
+        return f"{pad}let {s.var.name} = {ex(s.value)}\n{stmt_str(s.body, indent, names)}"
     return f"{pad}<{type(s).__name__}>\n"
 
 

@@ -187,15 +187,19 @@ def reduce_axis(extent: Any, name: str = "k") -> IterVar:
     return IterVar(Var(name, INDEX), shape_expr(extent), "reduce")
 
 
-def compute(shape: Any, fcompute: Callable[..., Any], name: str = "compute", tag: str = "") -> "Tensor | tuple":
-    """Define a tensor element-wise: `fcompute(*indices)` returns its value (or a tuple for multi-output)."""
+def compute(shape: Any, fcompute: Callable[..., Any], name: str = "compute", tag: str = "",
+            axis_names: "Sequence[str] | None" = None) -> "Tensor | tuple":
+    """Define a tensor element-wise: `fcompute(*indices)` returns its value (or a tuple for multi-output).
+    Loop variables take the names of fcompute's parameters (or `axis_names`), which dumps and schedules show."""
     dims = _shape(shape)
     try:
         params = list(inspect.signature(fcompute).parameters)
     except (TypeError, ValueError):
         params = []
-    if len(params) != len(dims) or any(inspect.signature(fcompute).parameters[p].kind.name.startswith("VAR")
-                                       for p in params):
+    if axis_names is not None:
+        params = list(axis_names)
+    elif len(params) != len(dims) or any(inspect.signature(fcompute).parameters[p].kind.name.startswith("VAR")
+                                         for p in params):
         params = [f"i{k}" for k in range(len(dims))]
     axis = tuple(IterVar(Var(p, INDEX), d, "spatial") for p, d in zip(params, dims))
     value = fcompute(*[iv.var for iv in axis])
