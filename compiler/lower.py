@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from ..ir.dtype import INDEX, bool_
 from ..ir.expr import Const, Expr, SizeVar, Var, all_of, binary, cast, const, free_vars, select, substitute, transform
-from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store, seq
+from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Stmt, Store, seq
 from ..ir.simplify import simplify_index
 from ..ir.symbolic import prove_equal, simplify
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead, identity_element
 from .bounds import BoundError, bound, const_value, lower_of, upper_of
-from .schedule import Axis, Fuse, Schedule, ScheduleError, Split, Stage
+from .schedule import Axis, Schedule, ScheduleError, Split, Stage
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..ir.dtype import INDEX
 from ..ir.expr import Binary, Const, Expr, Var, binary, const, free_vars, substitute
-from ..ir.loops import Allocate, For, IfThenElse, LetStmt, Seq, Stmt, Store, map_exprs, seq
+from ..ir.loops import Allocate, For, IfThenElse, LetStmt, Seq, Stmt, Store, map_exprs, seq, with_children
 from ..ir.simplify import affine, simplify_index
 
 
@@ -14,24 +14,14 @@ def simplify_stmt(stmt: Stmt) -> Stmt:
 
 
 def _drop_constant_ifs(s: Stmt) -> Stmt:
-    if isinstance(s, IfThenElse):
-        then = _drop_constant_ifs(s.then)
-        other = None if s.otherwise is None else _drop_constant_ifs(s.otherwise)
-        if isinstance(s.cond, Const):
-            return then if s.cond.value else (other if other is not None else Seq([]))
-        return IfThenElse(s.cond, then, other)
-    if isinstance(s, For):
-        if isinstance(s.extent, Const) and s.extent.value <= 0:
-            return Seq([])
-        return For(s.var, s.extent, s.kind, _drop_constant_ifs(s.body), s.thread_tag)
+    kids = [_drop_constant_ifs(k) for k in s.children()]
+    if isinstance(s, IfThenElse) and isinstance(s.cond, Const):
+        return kids[0] if s.cond.value else (kids[1] if len(kids) > 1 else Seq([]))
+    if isinstance(s, For) and isinstance(s.extent, Const) and s.extent.value <= 0:
+        return Seq([])
     if isinstance(s, Seq):
-        kept = [x for x in (_drop_constant_ifs(y) for y in s.stmts) if not (isinstance(x, Seq) and not x.stmts)]
-        return seq(kept) if kept else Seq([])
-    if isinstance(s, Allocate):
-        return Allocate(s.buffer, _drop_constant_ifs(s.body))
-    if isinstance(s, LetStmt):
-        return LetStmt(s.var, s.value, _drop_constant_ifs(s.body))
-    return s
+        kids = [k for k in kids if not (isinstance(k, Seq) and not k.stmts)]
+    return with_children(s, kids)
 
 
 # ---- loop partitioning ------------------------------------------------------------------------------------------
@@ -110,25 +100,16 @@ def _find_guard(s: Stmt, var: Var, inner: dict[Var, Expr]) -> "tuple[Expr, tuple
 
 
 def _drop_clause(s: Stmt, clause: Expr) -> Stmt:
+    kids = [_drop_clause(k, clause) for k in s.children()]
     if isinstance(s, IfThenElse):
         kept = [c for c in _clauses(s.cond) if c is not clause]
-        then = _drop_clause(s.then, clause)
         if s.otherwise is None and not kept:
-            return then
+            return kids[0]
         cond = kept[0] if kept else const(True)
         for c in kept[1:]:
             cond = binary("and", cond, c)
-        other = None if s.otherwise is None else _drop_clause(s.otherwise, clause)
-        return IfThenElse(cond, then, other)
-    if isinstance(s, For):
-        return For(s.var, s.extent, s.kind, _drop_clause(s.body, clause), s.thread_tag)
-    if isinstance(s, Seq):
-        return Seq([_drop_clause(x, clause) for x in s.stmts])
-    if isinstance(s, Allocate):
-        return Allocate(s.buffer, _drop_clause(s.body, clause))
-    if isinstance(s, LetStmt):
-        return LetStmt(s.var, s.value, _drop_clause(s.body, clause))
-    return s
+        return IfThenElse(cond, *kids)
+    return with_children(s, kids)
 
 
 def partition_loops(s: Stmt) -> Stmt:
@@ -152,16 +133,7 @@ def partition_loops(s: Stmt) -> Stmt:
         tail_kind = "serial" if s.kind == "parallel" else s.kind
         tail = For(tail_var, simplify_index(s.extent - point), tail_kind, tail_body, s.thread_tag)
         return seq([main, tail])
-    if isinstance(s, Seq):
-        return seq([partition_loops(x) for x in s.stmts])
-    if isinstance(s, IfThenElse):
-        other = None if s.otherwise is None else partition_loops(s.otherwise)
-        return IfThenElse(s.cond, partition_loops(s.then), other)
-    if isinstance(s, Allocate):
-        return Allocate(s.buffer, partition_loops(s.body))
-    if isinstance(s, LetStmt):
-        return LetStmt(s.var, s.value, partition_loops(s.body))
-    return s
+    return with_children(s, [partition_loops(k) for k in s.children()])
 
 
 def _rebind_lets(s: Stmt) -> Stmt:

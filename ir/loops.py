@@ -155,6 +155,21 @@ class PrimFunc:
         return func_str(self)
 
 
+def with_children(s: Stmt, kids: Sequence[Stmt]) -> Stmt:
+    """A copy of `s` with new child statements (in the order `children()` gives them)."""
+    if isinstance(s, For):
+        return For(s.var, s.extent, s.kind, kids[0], s.thread_tag)
+    if isinstance(s, Allocate):
+        return Allocate(s.buffer, kids[0])
+    if isinstance(s, IfThenElse):
+        return IfThenElse(s.cond, kids[0], kids[1] if len(kids) > 1 else None)
+    if isinstance(s, LetStmt):
+        return LetStmt(s.var, s.value, kids[0])
+    if isinstance(s, Seq):
+        return seq(kids) if kids else Seq([])
+    return s
+
+
 def walk_stmts(stmt: Stmt, visit: Callable[[Stmt], None]) -> None:
     visit(stmt)
     for c in stmt.children():
