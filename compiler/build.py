@@ -21,7 +21,7 @@ if os.environ.get("EMBER_LOG", "0") not in ("", "0"):
     log.addHandler(logging.StreamHandler())
 _loaded: dict[str, object] = {}
 _loaded_lock = threading.Lock()
-STATS = {"compiles": 0, "loads": 0, "memory_hits": 0}
+STATS = {"compiles": 0, "loads": 0, "kernel_reuses": 0}
 
 
 def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tensor] | None" = None,
@@ -63,7 +63,7 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
     with _loaded_lock:
         hit = _loaded.get(key)
     if hit is not None:
-        STATS["memory_hits"] += 1
+        STATS["kernel_reuses"] += 1
         parts, launch = hit  # type: ignore[misc]
     else:
         cache = default_cache()

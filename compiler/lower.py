@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir.dtype import INDEX, bool_
-from ..ir.expr import Const, Expr, SizeVar, Var, all_of, binary, cast, const, free_vars, select, substitute, transform
+from ..ir.expr import Const, Expr, round_to_half, SizeVar, Var, all_of, binary, cast, const, free_vars, select, substitute, transform
 from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Stmt, Store, seq
 from ..ir.simplify import simplify_index
 from ..ir.symbolic import prove_equal, simplify
@@ -97,7 +97,9 @@ class Lowerer:
         prod = self.sch.stage_of(t.op)
         if prod is not None and prod.attach.kind == "inline":
             mapping = {iv.var: i for iv, i in zip(prod.op.axis, idx)}
-            return self.lower_expr(substitute(prod.op.body[t.value_index], mapping), prod)
+            value = self.lower_expr(substitute(prod.op.body[t.value_index], mapping), prod)
+            # Inlining must not skip the rounding a stored float16 value would get.
+            return round_to_half(value) if t.dtype.is_float and t.dtype.bits == 16 else value
         buf = self._buffer(t, prod)
         if prod is not None and prod in self.regions:
             idx = [i - lo for i, (lo, _) in zip(idx, self.regions[prod])]
@@ -125,13 +127,13 @@ class Lowerer:
         return found
 
     # ---- loop structure -------------------------------------------------------------------------------------------
-    def stage_loops(self, st: Stage) -> StageLoops:
-        region = self.regions.get(st)
+    @staticmethod
+    def extents(st: Stage, root: list[Expr]) -> dict[Axis, Expr]:
+        """Loop extents of every axis given the root extents; a padded split widens its parent."""
         pad = {rel.parent for rel in st.relations if isinstance(rel, Split) and rel.tail == "pad"}
         ext: dict[Axis, Expr] = {}
         for k, ax in enumerate(st.root_axes):
-            ext[ax] = region[k][1] if region is not None and k < len(region) else ax.extent
-        guards: list[tuple[Expr, set[Var]]] = []
+            ext[ax] = root[k] if k < len(root) else ax.extent
         for rel in st.relations:
             if isinstance(rel, Split):
                 parent = ext[rel.parent]
@@ -145,6 +147,17 @@ class Lowerer:
                     ext[rel.parent] = simplify(ext[rel.outer] * ext[rel.inner])
             else:
                 ext[rel.fused] = simplify(ext[rel.outer] * ext[rel.inner])
+        return ext
+
+    def buffer_shape(self, st: Stage, root: list[Expr]) -> list[Expr]:
+        """The stored shape of a stage: its extents, widened where a split pads them."""
+        ext = self.extents(st, root)
+        return [ext[ax] for ax in st.root_axes[:len(st.op.axis)]]
+
+    def stage_loops(self, st: Stage) -> StageLoops:
+        region = self.regions.get(st)
+        ext = self.extents(st, [e for _, e in region] if region is not None else [])
+        guards: list[tuple[Expr, set[Var]]] = []
         values: dict[Axis, Expr] = {ax: ax.var for ax in st.leaf}
         for rel in reversed(st.relations):
             if isinstance(rel, Split):
@@ -186,6 +199,9 @@ class Lowerer:
         if pad and st.is_output:
             raise ScheduleError(f"split with tail='pad' on {st.name!r}: it is a kernel output, whose buffer cannot "
                                 f"be padded; use tail='guard'")
+        if pad and st not in self.regions:
+            for t in op.outputs:
+                self.buffers[t] = Buffer(t.name, self.buffer_shape(st, []), t.dtype, st.scope)
         bufs = [self._buffer(t, st) for t in op.outputs]
         if st in self.regions:
             store_idx = [loops.values[ax] for ax in st.root_axes[:len(op.axis)]]
@@ -262,7 +278,7 @@ class Lowerer:
             for prod in self.stages:
                 if prod.attach.kind == "at" and prod.attach.stage is consumer and prod.attach.axis is ax:
                     self.regions[prod] = self._infer_region(prod, consumer, level)
-                    shape = [ext for _, ext in self.regions[prod]]
+                    shape = self.buffer_shape(prod, [ext for _, ext in self.regions[prod]])
                     scope = prod.scope if prod.scope != "global" else "local"
                     for t in prod.op.outputs:
                         self.buffers[t] = Buffer(t.name, shape, t.dtype, scope)
@@ -305,29 +321,13 @@ class Lowerer:
             if st.attach.kind != "root":
                 continue
             parts.append(self.stage_nest(st))
-            for t in st.op.outputs:
-                if t not in self.args:
-                    buf = self.buffers[t]
-                    padded = self._padded_shape(st, buf)
-                    if padded is not None:
-                        buf.shape = padded
-                    allocs.append(buf)
+            allocs.extend(self.buffers[t] for t in st.op.outputs if t not in self.args)
         body: Stmt = seq(parts)
         for buf in allocs:
             body = Allocate(buf, body)
         size_vars = _size_vars(self.args)
         return PrimFunc(self.name, [self.buffers[t] for t in self.args], size_vars, body,
                         [self.buffers[t] for t in self.args if not isinstance(t.op, PlaceholderOp)])
-
-    def _padded_shape(self, st: Stage, buf: Buffer) -> "tuple[Expr, ...] | None":
-        loops = self.loops[st]
-        pads = [rel.parent for rel in st.relations if isinstance(rel, Split) and rel.tail == "pad"]
-        if not pads:
-            return None
-        shape = []
-        for ax, dim in zip(st.root_axes, buf.shape):
-            shape.append(upper_of(loops.ext[ax], dim) if ax in pads else dim)
-        return tuple(shape)
 
 
 def _size_vars(args: list[Tensor]) -> list[SizeVar]:

@@ -162,6 +162,12 @@ class Stage:
             raise ScheduleError(f"split of {ax.name!r}: the factor must be a positive integer, got {amount!r}")
         if tail not in TAILS:
             raise ScheduleError(f"split of {ax.name!r}: unknown tail strategy {tail!r}; use one of {TAILS}")
+        if tail == "pad" and ax.kind == "reduce":
+            raise ScheduleError(f"split of {ax.name!r} with tail='pad': a reduction axis cannot be padded (the padded "
+                                f"iterations would add to the result); use tail='guard'")
+        if tail == "pad" and ax not in self.root_axes:
+            raise ScheduleError(f"split of {ax.name!r} with tail='pad': only original axes of {self.name!r} can be "
+                                f"padded ({', '.join(a.name for a in self.root_axes)})")
         if factor is not None:
             outer_ext, inner_ext = _ceildiv(ax.extent, factor), const(factor, INDEX)
         else:
@@ -169,6 +175,7 @@ class Stage:
         outer = Axis(f"{ax.name}.outer", outer_ext, ax.kind)
         inner = Axis(f"{ax.name}.inner", inner_ext, ax.kind)
         self.relations.append(Split(ax, outer, inner, factor, nparts, tail))
+        self._move_attachments(ax, inner)
         pos = self.leaf.index(ax)
         self.leaf[pos:pos + 1] = [outer, inner]
         args: dict[str, Any] = {"axis": ax.name}
@@ -216,10 +223,18 @@ class Stage:
         for nxt in resolved[1:]:
             fused = Axis(f"{out.name}.{nxt.name}.fused", simplify(out.extent * nxt.extent), out.kind)
             self.relations.append(Fuse(out, nxt, fused))
+            self._move_attachments(out, fused)
+            self._move_attachments(nxt, fused)
             out = fused
         self.leaf[pos[0]:pos[-1] + 1] = [out]
         self._record("fuse", axes=[a.name for a in resolved])
         return out
+
+    def _move_attachments(self, old: Axis, new: Axis) -> None:
+        """Stages computed at a loop that is split or fused stay inside the loop that replaces it."""
+        for st in self.schedule.stages:
+            if st.attach.kind == "at" and st.attach.stage is self and st.attach.axis is old:
+                st.attach = Attach("at", self, new)
 
     # ---- loop annotations ------------------------------------------------------------------------------------------
     def _annotate(self, axis: Any, loop: str) -> Axis:
@@ -237,6 +252,10 @@ class Stage:
         if not isinstance(ax.extent, Const) or not 1 <= ax.extent.value <= MAX_VECTOR_LANES:
             raise ScheduleError(f"vectorize on {self.name}.{ax.name}: needs a constant extent between 1 and "
                                 f"{MAX_VECTOR_LANES}, got {ax.extent}; split it first")
+        other = next((a for a in self.leaf if a.loop == "vectorized"), None)
+        if other is not None:
+            raise ScheduleError(f"vectorize on {self.name}.{ax.name}: {other.name!r} is already vectorized; a loop "
+                                f"nest has one vector dimension (unroll the other loop instead)")
         ax.loop = "vectorized"
         self._record("vectorize", axis=ax.name)
 

@@ -44,7 +44,7 @@ class Trace:
         data = {"version": TRACE_VERSION,
                 "instructions": [{"kind": i.kind, "stage": i.stage, "args": {k: _thaw(v) for k, v in i.args}}
                                  for i in self.instructions]}
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Trace":

@@ -86,11 +86,20 @@ class Const(Expr):
     def __init__(self, value: Any, dtype: DType):
         self.dtype = dtype
         if dtype.is_float:
-            self.value = float(value)
+            self.value = _round_float(float(value), dtype)
         elif dtype.is_bool:
             self.value = bool(value)
         else:
             self.value = int(value)
+
+
+def _round_float(value: float, dtype: DType) -> float:
+    """A constant holds exactly what its dtype can represent (0.1 in float16 is 0.0999755859375)."""
+    if dtype.bits == 64:
+        return value
+    import numpy as np
+    with np.errstate(over="ignore"):
+        return float(np.array(value, dtype=dtype.numpy))
 
 
 class Var(Expr):
@@ -240,10 +249,18 @@ def cast(dtype: "DType | str", value: Any) -> Expr:
     dtype = as_dtype(dtype)
     value = as_expr(value, dtype)
     if value.dtype == dtype:
+        if dtype.is_float and dtype.bits == 16 and not isinstance(value, (Const, Var)):
+            return round_to_half(value)
         return value
     if isinstance(value, Const):
         return Const(_convert(value.value, dtype), dtype)
     return Cast(dtype, value)
+
+
+def round_to_half(value: Expr) -> Expr:
+    """Round a float16 expression (computed in float32) to float16 precision, as numpy does at this point."""
+    from .dtype import float16
+    return Cast(float16, Cast(float32, value))
 
 
 def _convert(value: Any, dtype: DType) -> Any:

@@ -26,17 +26,7 @@ def eval_binary(op: str, x, y, dtype: DType):
     if op in ("lt", "le", "gt", "ge", "eq", "ne"):
         return {"lt": x < y, "le": x <= y, "gt": x > y, "ge": x >= y, "eq": x == y, "ne": x != y}[op]
     if dtype.is_float:
-        if op == "add": r = x + y
-        elif op == "sub": r = x - y
-        elif op == "mul": r = x * y
-        elif op == "div": r = x / y if y != 0 else (math.copysign(math.inf, x) if x else math.nan)
-        elif op == "floordiv": r = math.floor(x / y) if y != 0 else math.nan
-        elif op == "mod": r = x - y * math.floor(x / y) if y != 0 else math.nan
-        elif op == "min": r = min(x, y)
-        elif op == "max": r = max(x, y)
-        elif op == "pow": r = x ** y if not (x < 0 and y != int(y)) else math.nan
-        else: raise ValueError(op)
-        return float(r)
+        return _eval_float(op, x, y, dtype)
     if op in ("floordiv", "mod", "truncdiv", "truncmod") and y == 0:
         return 0
     if op == "add": r = x + y
@@ -56,6 +46,22 @@ def eval_binary(op: str, x, y, dtype: DType):
     elif op == "shr": r = x >> y if 0 <= y < dtype.bits else (0 if x >= 0 else -1)
     else: raise ValueError(op)
     return _wrap(int(r), dtype)
+
+
+_FLOAT_UFUNCS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divide",
+                 "floordiv": "floor_divide", "mod": "mod", "truncmod": "fmod", "min": "minimum", "max": "maximum",
+                 "pow": "power"}
+
+
+def _eval_float(op: str, x: float, y: float, dtype: DType) -> float:
+    """numpy's own float semantics (inf/nan/-0.0, rounding to the dtype); float16 computes in float32 like the
+    generated code does."""
+    import numpy as np
+    t = np.float32 if dtype.bits <= 32 else np.float64
+    a, b = t(x), t(y)
+    with np.errstate(all="ignore"):
+        r = np.trunc(np.true_divide(a, b)) if op == "truncdiv" else getattr(np, _FLOAT_UFUNCS[op])(a, b)
+    return float(r)
 
 
 def _is(e: Expr, value) -> bool:

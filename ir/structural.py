@@ -1,7 +1,8 @@
 """Graph traversal and a stable structural hash of workloads (the artifact-cache and tuning-database key).
 
-The hash ignores user-chosen names of tensors and loop variables: two workloads that compute the same thing in the
-same way share compiled code. Symbolic sizes keep their names, because callers bind them by name.
+The workload text ignores user-chosen names of tensors and loop variables. (Cache keys also include the schedule
+trace, which names stages and axes, so renamed workloads share a key only under name-free schedules.) Symbolic
+sizes keep their names, because callers bind them by name.
 """
 from __future__ import annotations
 

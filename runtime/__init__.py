@@ -4,7 +4,8 @@ from .kernel import Kernel
 
 
 def stats() -> dict:
-    """Counters of this process: kernels compiled, artifacts loaded, in-memory hits, and the cache's own."""
+    """Counters of this process: kernels compiled, artifacts loaded, loaded kernels reused in memory, and the
+    artifact cache's own counters (memory/disk hits, misses, writes, corrupt entries)."""
     from dataclasses import asdict
 
     from ..compiler.build import STATS

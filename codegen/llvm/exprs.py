@@ -180,10 +180,14 @@ class ExprEmitter:
         bld = self.builder
         zero = ir.Constant(a.type, None)
         is_zero = bld.icmp_unsigned("==", b, zero)
-        safe_b = bld.select(is_zero, self._one_like(b), b)
-        if signed:
+        if signed:  # x / -1 is negation: dividing INT_MIN by -1 would trap, numpy wraps to INT_MIN
+            minus_one = bld.sub(zero, self._one_like(b))
+            is_neg1 = bld.icmp_signed("==", b, minus_one)
+            safe_b = bld.select(bld.or_(is_zero, is_neg1), self._one_like(b), b)
             q, r = bld.sdiv(a, safe_b), bld.srem(a, safe_b)
+            q = bld.select(is_neg1, bld.sub(zero, a), q)
         else:
+            safe_b = bld.select(is_zero, self._one_like(b), b)
             q, r = bld.udiv(a, safe_b), bld.urem(a, safe_b)
         if signed and op in ("floordiv", "mod"):
             adjust = bld.and_(bld.icmp_signed("!=", r, zero),
