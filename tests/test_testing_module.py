@@ -188,7 +188,7 @@ def test_check_kernel_compares_every_output_and_counts_them():
 def test_check_kernel_notes_build_errors_with_the_trace():
     outs, _ = row_sum()
     sch = ember.Schedule(outs)
-    sch["B"].split("k", 4, tail="pad")  # pad tails are only for intermediate stages: lowering refuses an output
+    sch["B"].split("i", 4, tail="pad")  # pad tails are only for intermediate stages: lowering refuses an output
     with pytest.raises(ember.ScheduleError) as info:
         et.check_kernel(row_sum, lambda x: x.sum(axis=1), [np.zeros((6, 13), np.float32)], schedule=sch)
     assert any("schedule trace JSON" in note for note in info.value.__notes__)
