@@ -58,3 +58,34 @@ def upper_of(a: Expr, b: Expr) -> Expr:
 def const_value(e: Expr) -> "int | None":
     e = simplify_index(e)
     return e.value if isinstance(e, Const) else None
+
+
+def max_floordiv_span(extent: Expr) -> "int | None":
+    """A constant upper bound of an extent like `(x + c1) // k - (x + c0) // k + c`, the size of a region read
+    through a fused or split index: floor((x + c1) / k) - floor((x + c0) / k) <= ceil((c1 - c0) / k)."""
+    form = affine(simplify_index(extent))
+    if form is None:
+        return None
+    terms, total = dict(form[0]), form[1]
+    for atom, n in list(terms.items()):
+        if n <= 0 or atom not in terms or not _is_floordiv(atom):
+            continue
+        partner = next((b for b, m in terms.items() if m == -n and _is_floordiv(b) and b.b.value == atom.b.value
+                        and _const_difference(atom.a, b.a) is not None), None)
+        if partner is None:
+            return None
+        span = _const_difference(atom.a, partner.a)
+        if span < 0:
+            return None
+        total += n * -(-span // atom.b.value)
+        del terms[atom], terms[partner]
+    return None if terms else total
+
+
+def _is_floordiv(e: Expr) -> bool:
+    return isinstance(e, Binary) and e.op == "floordiv" and isinstance(e.b, Const) and e.b.value > 0
+
+
+def _const_difference(a: Expr, b: Expr) -> "int | None":
+    d = affine(simplify_index(a - b))
+    return d[1] if d is not None and not d[0] else None

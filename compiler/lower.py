@@ -14,7 +14,7 @@ from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFun
 from ..ir.simplify import simplify_index
 from ..ir.symbolic import prove_equal, simplify
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead, identity_element
-from .bounds import BoundError, bound, const_value, lower_of, upper_of
+from .bounds import BoundError, bound, const_value, lower_of, max_floordiv_span, upper_of
 from .schedule import Axis, Schedule, ScheduleError, Split, Stage
 
 
@@ -218,7 +218,7 @@ class Lowerer:
             init = None
         else:
             red: Reduce = op.body[0]  # type: ignore[assignment]
-            init = seq([Store(b, f, identity_element(red.combiner, b.dtype)) for b, f in zip(bufs, flat)])
+            init = seq([Store(b, f, self._initial(red, k, b.dtype)) for k, (b, f) in enumerate(zip(bufs, flat))])
             body = self._update(red, bufs, flat, subst)
             init = self._guard(init, [g for g in loops.guards if g[1] <= spatial])
         body = self._guard(body, loops.guards)
@@ -241,17 +241,37 @@ class Lowerer:
         acc = [Load(b, f) for b, f in zip(bufs, flat)]
         where = subst(red.where)
         if red.combiner in ("argmax", "argmin"):
-            idx_src, val_src = subst(red.sources[0]), subst(red.sources[1])
-            better = binary("gt" if red.combiner == "argmax" else "lt", val_src, acc[1])
+            idx, val = cast(bufs[0].dtype, subst(red.sources[0])), cast(bufs[1].dtype, subst(red.sources[1]))
             flag = Var("better", bool_)
-            stores = [Store(bufs[0], flat[0], select(flag, cast(bufs[0].dtype, idx_src), acc[0])),
-                      Store(bufs[1], flat[1], select(flag, cast(bufs[1].dtype, val_src), acc[1]))]
+            stores = [Store(bufs[0], flat[0], select(flag, idx, acc[0])),
+                      Store(bufs[1], flat[1], select(flag, val, acc[1]))]
+            better = self._arg_better(red.combiner, idx, val, acc[0], acc[1])
             stmt: Stmt = LetStmt(flag, binary("and", where, better), seq(stores))
             return stmt
         src = cast(bufs[0].dtype, subst(red.sources[0]))
         op = {"sum": "add", "prod": "mul", "max": "max", "min": "min"}[red.combiner]
         stmt = Store(bufs[0], flat[0], binary(op, acc[0], src))
         return stmt if isinstance(where, Const) and where.value else IfThenElse(where, stmt)
+
+    @staticmethod
+    def _initial(red: Reduce, k: int, dtype) -> Expr:
+        """Arg-reductions start at index 0 holding the identity value, so a row where no value beats the identity
+        (all -inf for argmax) answers 0, as numpy does."""
+        if red.combiner in ("argmax", "argmin") and k == 0:
+            return const(0, dtype)
+        return identity_element(red.combiner, dtype)
+
+    @staticmethod
+    def _arg_better(combiner: str, idx: Expr, val: Expr, best_idx: Expr, best: Expr) -> Expr:
+        """numpy's order whatever order the loops visit: a NaN beats every number, and among equal values (or
+        NaNs) the lower index wins."""
+        beats = binary("gt" if combiner == "argmax" else "lt", val, best)
+        tie = binary("eq", val, best)
+        if val.dtype.is_float:
+            val_nan, best_nan = binary("ne", val, val), binary("ne", best, best)
+            beats = binary("or", beats, binary("and", val_nan, ~best_nan))
+            tie = binary("or", tie, binary("and", val_nan, best_nan))
+        return binary("or", beats, binary("and", tie, binary("lt", idx, best_idx)))
 
     @staticmethod
     def _guard(body: Stmt, guards: list[tuple[Expr, set[Var]]]) -> Stmt:
@@ -305,11 +325,25 @@ class Lowerer:
                 lo, hi = simplify_index(lo), simplify_index(hi)
                 lo_all = lo if lo_all is None else lower_of(lo_all, lo)
                 hi_all = hi if hi_all is None else upper_of(hi_all, hi)
-            extent = simplify_index(hi_all - lo_all + 1)
-            if const_value(extent) is None:
-                extent = simplify(extent)
-            region.append((lo_all, extent))
+            region.append((lo_all, self._region_extent(simplify_index(hi_all - lo_all + 1), prod, consumer, d)))
         return region
+
+    @staticmethod
+    def _region_extent(extent: Expr, prod: Stage, consumer: Stage, dim: int) -> Expr:
+        """A region size that does not change from one iteration of the consumer's loops to the next, so its buffer
+        is allocated once and unrolled or vectorized producer loops get a constant trip count. Where the exact
+        size varies (regions read through fused or split indices), a constant upper bound is used; the region's
+        loops are guarded to the producer's domain."""
+        if const_value(extent) is not None:
+            return simplify_index(extent)
+        if all(isinstance(v, SizeVar) for v in free_vars(extent)):
+            return simplify(extent)
+        bound_ = max_floordiv_span(extent)
+        if bound_ is None:
+            raise ScheduleError(f"compute_at of {prod.name!r} at {consumer.name}: the size of the region it must "
+                                f"compute (dimension {dim}: {extent}) changes from one iteration to the next; "
+                                f"compute it at an outer loop")
+        return const(bound_, INDEX)
 
     # ---- the whole function ---------------------------------------------------------------------------------------
     def lower(self) -> PrimFunc:

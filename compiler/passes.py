@@ -1,6 +1,8 @@
 """Loop-IR passes. Each takes and returns a statement tree; the pipeline names them in order."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..ir.dtype import INDEX
 from ..ir.expr import Binary, Const, Expr, Var, binary, const, free_vars, substitute
 from ..ir.loops import Allocate, For, IfThenElse, LetStmt, Seq, Stmt, Store, map_exprs, seq, with_children
@@ -99,10 +101,21 @@ def _find_guard(s: Stmt, var: Var, inner: dict[Var, Expr]) -> "tuple[Expr, tuple
     return None
 
 
-def _drop_clause(s: Stmt, clause: Expr) -> Stmt:
-    kids = [_drop_clause(k, clause) for k in s.children()]
+def _holds_below(clause: Expr, var: Var, inner: dict[Var, Expr], point: Expr) -> bool:
+    """Whether `clause` holds for every iteration with `var < point` (its own split point is provably >= point).
+    Inner loops that were partitioned first leave copies of one guard, so clauses are compared by meaning."""
+    found = _split_point(clause, var, inner)
+    if found is None or not found[1]:
+        return False
+    margin = simplify_index(found[0] - point)
+    return isinstance(margin, Const) and margin.value >= 0
+
+
+def _drop_guards(s: Stmt, found: Expr, holds: Callable[[Expr], bool]) -> Stmt:
+    """Drop `found` (the guard split on, so every partitioning step makes progress) and all clauses that hold."""
+    kids = [_drop_guards(k, found, holds) for k in s.children()]
     if isinstance(s, IfThenElse):
-        kept = [c for c in _clauses(s.cond) if c is not clause]
+        kept = [c for c in _clauses(s.cond) if c is not found and not holds(c)]
         if s.otherwise is None and not kept:
             return kids[0]
         cond = kept[0] if kept else const(True)
@@ -114,26 +127,31 @@ def _drop_clause(s: Stmt, clause: Expr) -> Stmt:
 
 def partition_loops(s: Stmt) -> Stmt:
     """Split loops so the main part runs without the tail guards of non-divisible splits; only the last
-    iterations keep the guard (and, when vectorized, the masked code)."""
+    iterations keep the guard (and, when vectorized, the masked code). Inner loops are partitioned first."""
     if isinstance(s, For):
-        body = partition_loops(s.body)
-        if s.kind in ("vectorized", "unrolled", "thread"):
-            return For(s.var, s.extent, s.kind, body, s.thread_tag)
-        found = _find_guard(body, s.var, _inner_loops(body, {}))
-        if found is None:
-            return For(s.var, s.extent, s.kind, body, s.thread_tag)
-        clause, (point, single_tail) = found
-        if not _at_most(point, s.extent):
-            point = binary("min", point, s.extent)
-        point = simplify_index(point)
-        main = partition_loops(For(s.var, point, s.kind, _drop_clause(body, clause), s.thread_tag))
-        tail_var = Var(s.var.name, INDEX)
-        tail_body = map_exprs(body, lambda e: substitute(e, {s.var: tail_var + point}))
-        tail_body = _rebind_lets(tail_body)
-        tail_kind = "serial" if s.kind == "parallel" else s.kind
-        tail = For(tail_var, simplify_index(s.extent - point), tail_kind, tail_body, s.thread_tag)
-        return seq([main, tail])
+        return _partition_on(For(s.var, s.extent, s.kind, partition_loops(s.body), s.thread_tag))
     return with_children(s, [partition_loops(k) for k in s.children()])
+
+
+def _partition_on(loop: For) -> Stmt:
+    """Partition `loop` on its own variable. Each step removes at least the guard it split on from the main part,
+    so the recursion ends."""
+    if loop.kind in ("vectorized", "unrolled", "thread"):
+        return loop
+    inner = _inner_loops(loop.body, {})
+    found = _find_guard(loop.body, loop.var, inner)
+    if found is None:
+        return loop
+    clause, (guard_point, _) = found
+    main_body = _drop_guards(loop.body, clause, lambda c: _holds_below(c, loop.var, inner, guard_point))
+    point = guard_point if _at_most(guard_point, loop.extent) else binary("min", guard_point, loop.extent)
+    point = simplify_index(point)
+    main = _partition_on(For(loop.var, point, loop.kind, main_body, loop.thread_tag))
+    tail_var = Var(loop.var.name, INDEX)
+    tail_body = _rebind_lets(map_exprs(loop.body, lambda e: substitute(e, {loop.var: tail_var + point})))
+    tail_kind = "serial" if loop.kind == "parallel" else loop.kind
+    tail = For(tail_var, simplify_index(loop.extent - point), tail_kind, tail_body, loop.thread_tag)
+    return seq([main, tail])
 
 
 def _rebind_lets(s: Stmt) -> Stmt:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..ir.dtype import INDEX, bool_
-from ..ir.expr import Const, Expr, Var, const
+from ..ir.expr import Const, Expr, Var, all_of, const, select, substitute
 from ..ir.loops import SCOPES
 from ..ir.structural import topo_ops
 from ..ir.symbolic import simplify
-from ..ir.tensor import ComputeOp, IterVar, Operation, PlaceholderOp, Tensor
+from ..ir.tensor import ComputeOp, IterVar, Operation, PlaceholderOp, Reduce, Tensor, compute, identity_element
 from .trace import Instruction, Trace
 
 TAILS = ("guard", "pad")
@@ -453,8 +453,6 @@ class Schedule:
         """Turn the reduction axis `axis` (a root reduction axis, or one half of a split of one) into a spatial
         axis of a new stage of partial results; the original stage then reduces those partials. This lets the
         partial reduction be vectorized or parallelised."""
-        from ..ir.expr import all_of
-        from ..ir.tensor import IterVar as TIterVar, Reduce, compute
         stage = self[tensor]
         op = stage.op
         body = op.body[0] if op.body else None
@@ -486,16 +484,15 @@ class Schedule:
         keep = [iv for iv in red_ivs if iv is not root_iv]
 
         def partial(*idx):
-            from ..ir.expr import substitute
             v = idx[-1]
             mapping = {iv.var: i for iv, i in zip(op.axis, idx[:-1])}
-            new_axes = [TIterVar(Var(iv.name, INDEX), iv.extent, "reduce") for iv in keep]
+            new_axes = [IterVar(Var(iv.name, INDEX), iv.extent, "reduce") for iv in keep]
             mapping.update({iv.var: n.var for iv, n in zip(keep, new_axes)})
             conds = []
             if other is None:
                 mapping[root_iv.var] = v
             else:
-                o = TIterVar(Var(other.name, INDEX), other.extent, "reduce")
+                o = IterVar(Var(other.name, INDEX), other.extent, "reduce")
                 new_axes.insert(0, o)
                 outer, inner = (v, o.var) if ax is rel.outer else (o.var, v)
                 value = outer * rel.inner.extent + inner
@@ -503,14 +500,16 @@ class Schedule:
                 conds.append(value < root.extent)
             where = all_of([substitute(body.where, mapping)] + conds)
             source = substitute(body.sources[0], mapping)
-            if not new_axes:
-                return source
+            if not new_axes:  # nothing left to reduce: a partial is one term, or the identity where it is masked
+                if isinstance(where, Const) and where.value:
+                    return source
+                return select(where, source, identity_element(body.combiner, source.dtype))
             return Reduce(body.combiner, (source,), tuple(new_axes), where)
 
         rf = compute(spatial_shape, partial, name=name, axis_names=[iv.name for iv in op.axis] + [ax.name])
         rf_stage = Stage(self, rf.op, name)
         rf_stage.read_map = dict(stage.read_map)
-        final_axis = TIterVar(Var(f"{ax.name}.v", INDEX), factor_extent, "reduce")
+        final_axis = IterVar(Var(f"{ax.name}.v", INDEX), factor_extent, "reduce")
         old = op.outputs[0]
         final = compute(old.shape, lambda *i: Reduce(body.combiner, (rf[(*i, final_axis.var)],), (final_axis,),
                                                     Const(True, bool_)), name=stage.name,

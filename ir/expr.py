@@ -337,6 +337,24 @@ def substitute(expr: Expr, mapping: "dict[Var, Expr]") -> Expr:
     return transform(expr, lambda e: mapping.get(e) if isinstance(e, Var) else None)
 
 
+def expr_key(e: Expr) -> tuple:
+    """A hashable key equal for structurally identical expressions (variables compare by identity; node kinds not
+    listed here, such as loads, too). Lets simplification merge copies of one term built at different times."""
+    if isinstance(e, Const):
+        return ("const", e.dtype.name, e.value)
+    if isinstance(e, Var):
+        return ("var", id(e))
+    if isinstance(e, Binary):
+        return ("bin", e.op, e.dtype.name, expr_key(e.a), expr_key(e.b))
+    if isinstance(e, Call):
+        return ("call", e.name, e.dtype.name, *(expr_key(a) for a in e.args))
+    if isinstance(e, Cast):
+        return ("cast", e.dtype.name, expr_key(e.value))
+    if isinstance(e, Select):
+        return ("select", expr_key(e.cond), expr_key(e.a), expr_key(e.b))
+    return ("node", id(e))
+
+
 def free_vars(expr: Expr) -> set[Var]:
     out: set[Var] = set()
     walk(expr, lambda e: out.add(e) if isinstance(e, Var) else None)

@@ -8,7 +8,7 @@ import math
 from typing import Sequence
 
 from .dtype import DType
-from .expr import Binary, Call, Cast, Const, Expr, Var, cast, const, transform
+from .expr import Binary, Call, Cast, Const, Expr, Var, cast, const, expr_key, transform
 
 
 def _wrap(value: int, dtype: DType) -> int:
@@ -149,11 +149,18 @@ def affine(expr: Expr) -> "Affine | None":
             (terms, c), k = (fa, fb[1]) if not fb[0] else (fb, fa[1])
             return {v: n * k for v, n in terms.items() if n * k}, c * k
         sign = 1 if expr.op == "add" else -1
-        terms = dict(fa[0])
-        for v, n in fb[0].items():
-            terms[v] = terms.get(v, 0) + sign * n
-        return {v: n for v, n in terms.items() if n}, fa[1] + sign * fb[1]
+        return merge_terms([(fa[0], 1), (fb[0], sign)]), fa[1] + sign * fb[1]
     return {expr: 1}, 0
+
+
+def merge_terms(parts: "Sequence[tuple[dict[Expr, int], int]]") -> dict[Expr, int]:
+    """Sum weighted term maps, treating structurally identical atoms as one (x // 8 built twice cancels)."""
+    merged: dict[tuple, list] = {}
+    for terms, weight in parts:
+        for atom, n in terms.items():
+            slot = merged.setdefault(expr_key(atom), [atom, 0])
+            slot[1] += weight * n
+    return {atom: n for atom, n in merged.values() if n}
 
 
 def from_affine(form: Affine, dtype: DType) -> Expr:
@@ -181,14 +188,14 @@ def simplify_index(expr: Expr) -> Expr:
             form = affine(e)
             if form is not None:
                 terms, c = form
-                simplified: dict = {}
+                simplified: list[tuple[dict[Expr, int], int]] = []
                 for atom, n in terms.items():
                     if atom is e:  # a product of two non-constant terms: simplify inside it
                         atom = e.rebuild([simplify_index(k) for k in e.children()])
                     elif not isinstance(atom, Var):
                         atom = simplify_index(atom)
-                    simplified[atom] = simplified.get(atom, 0) + n
-                return from_affine((simplified, c), e.dtype)
+                    simplified.append(({atom: 1}, n))
+                return from_affine((merge_terms(simplified), c), e.dtype)
         return None
     return transform(expr, rule)
 

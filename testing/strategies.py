@@ -119,20 +119,26 @@ def _schedules(draw: st.DrawFn, make_workload: Workload, max_steps: int, pad: bo
 def _apply(sch: Schedule, move: Move, kind: str, outs: list[Tensor], args: list[Tensor]) -> None:
     """Apply `move` unless it is illegal. With stages computed at others, bound inference can still reject a
     schedule when it is lowered, so such moves are first tried (and lowered) on a replayed copy."""
-    if kind == "compute_at" or any(s.attach.kind == "at" for s in sch.stages):
-        trial = Schedule(outs)
-        sch.trace.apply(trial)
-        try:
-            move(trial)
-            lower(trial, args)
-        except ScheduleError:
-            return
-        except Exception:  # noqa: BLE001 - a compiler bug: keep the move, so building reports it with the trace
-            pass
+    if (kind == "compute_at" or any(s.attach.kind == "at" for s in sch.stages)) and _lowering_rejects(
+            sch, move, outs, args):
+        return
     try:
         move(sch)
     except ScheduleError:
         return
+
+
+def _lowering_rejects(sch: Schedule, move: Move, outs: list[Tensor], args: list[Tensor]) -> bool:
+    trial = Schedule(outs)
+    sch.trace.apply(trial)
+    try:
+        move(trial)
+        lower(trial, args)
+    except ScheduleError:
+        return True
+    except Exception:  # noqa: BLE001 - a compiler bug, not an illegal move: keep it so building reports it
+        return False
+    return False
 
 
 # ---- the legality model --------------------------------------------------------------------------------------------

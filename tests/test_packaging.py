@@ -10,6 +10,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -89,8 +90,18 @@ def _top_level(path: str) -> str | None:
     return parts[0]
 
 
+def _installed_distribution() -> importlib.metadata.Distribution:
+    """ember's distribution in site-packages; the source tree's `ember.egg-info` (left by editable builds) is on
+    sys.path too when tests run from the repository root, and must not stand in for it."""
+    site_dirs = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    found = [d for d in importlib.metadata.distributions(path=site_dirs) if d.metadata["Name"] == "ember"]
+    if not found:
+        pytest.skip("ember is not installed into this interpreter's site-packages")
+    return found[0]
+
+
 def test_installed_distribution_top_level_names():
-    dist = importlib.metadata.distribution("ember")
+    dist = _installed_distribution()
     files = dist.files
     if files is None:
         pytest.skip("the installed ember distribution has no file list")
