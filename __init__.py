@@ -10,4 +10,5 @@ from .ir import (DType, IRError, Tensor, abs, acos, acosh, argmax, argmin, asin,
                  int32, int64, isinf, isnan, log, log1p, log2, logical_and, logical_not, logical_or, max, maximum,
                  min, minimum, placeholder, pow, prod, reduce_axis, round, rsqrt, select, sigmoid, sign, sin, sinh,
                  sqrt, sum, tan, tanh, trunc, truncdiv, truncmod, uint8, var, where)
+from .frontend.api import compile
 from .runtime.keys import VERSION as __version__

@@ -1,0 +1,61 @@
+"""Partitions to kernels: each partition's nodes are lowered together into one tensor-IR definition (inputs
+become placeholders, results that leave the partition become kernel outputs) and built for the target with its
+default schedule, through the artifact cache."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..compiler.build import build
+from ..ir.tensor import PlaceholderOp, Tensor
+from ..runtime.kernel import Kernel
+from .ir import Value
+from .lower import lower_group, materialize, placeholder_for, safe_name
+from .partition import Partition
+
+
+@dataclass(eq=False)
+class CompiledPartition:
+    partition: Partition
+    kernel: Kernel
+
+    @property
+    def inputs(self) -> list[Value]:
+        return self.partition.inputs
+
+    @property
+    def outputs(self) -> list[Value]:
+        return self.partition.outputs
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        result = self.kernel(*arrays)
+        return list(result) if isinstance(result, tuple) else [result]
+
+
+def kernel_name(part: Partition) -> str:
+    ops = []
+    for n in part.nodes:
+        if n.op not in ops:
+            ops.append(n.op)
+    return safe_name("_".join(ops[:4]).lower())
+
+
+def build_partition(part: Partition, target, name: str = "") -> CompiledPartition:
+    env: dict[Value, Tensor] = {}
+    args: list[Tensor] = []
+    for k, v in enumerate(part.inputs):
+        ph = placeholder_for(v)
+        ph.op.name = f"in{k}_{ph.op.name}"[:60]
+        env[v] = ph
+        args.append(ph)
+    lower_group(part.nodes, env)
+    seen: set[int] = set()
+    for k, v in enumerate(part.outputs):
+        t = env[v]
+        if isinstance(t.op, PlaceholderOp) or id(t) in seen:
+            t = materialize(t, f"out{k}")
+        seen.add(id(t))
+        args.append(t)
+    return CompiledPartition(part, build(args[len(part.inputs):], args, target=target,
+                                         name=name or kernel_name(part)))

@@ -1,0 +1,2 @@
+"""elementwise ops."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""shape ops."""
+from __future__ import annotations

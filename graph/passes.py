@@ -1,0 +1,119 @@
+"""Graph passes. Each takes and returns a Graph (rewriting in place where that is simpler); the pipeline in
+`pipeline.py` names them in order, and each stage's result can be dumped."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node, Value
+from .lower import infer, opdef_of
+from .registry import OpError
+
+FOLD_LIMIT = 1 << 26  # elements: constants larger than this stay as kernels run at inference time
+
+
+def infer_shapes(g: Graph) -> Graph:
+    """Give every value its dtype and shape (the ops' lowerings are the shape rules)."""
+    for node in g.nodes:
+        infer(node)
+    return g
+
+
+def fold_constants(g: Graph) -> Graph:
+    """Evaluate nodes whose inputs are all constant. Ops with a numpy folder run it; the others are compiled and
+    run once, so every op folds with its own semantics."""
+    from .evaluate import evaluate_node
+    kept: list[Node] = []
+    for node in g.nodes:
+        ins = [v for v in node.inputs if v is not None]
+        if all(v.is_const for v in ins) and _foldable(node):
+            for v, data in zip(node.outputs, evaluate_node(node)):
+                v.data, v.producer = data, None
+            continue
+        kept.append(node)
+    g.nodes = kept
+    return g
+
+
+def _foldable(node: Node) -> bool:
+    if node.op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                   "Bernoulli"):
+        return False
+    size = sum(int(np.prod([d if isinstance(d, int) else 0 for d in v.shape])) for v in node.outputs)
+    return opdef_of(node).fold is not None or size <= FOLD_LIMIT
+
+
+def eliminate_dead_code(g: Graph) -> Graph:
+    """Drop nodes none of whose outputs reach a graph output."""
+    live = {v for v in g.outputs}
+    kept: list[Node] = []
+    for node in reversed(g.nodes):
+        if any(v in live for v in node.outputs):
+            kept.append(node)
+            live.update(v for v in node.inputs if v is not None)
+    g.nodes = kept[::-1]
+    return g
+
+
+def eliminate_common_subexpressions(g: Graph) -> Graph:
+    """Merge nodes that apply the same op with the same attributes to the same inputs (and equal constants)."""
+    seen: dict[tuple, Node] = {}
+    replace: dict[Value, Value] = {}
+    const_ids: dict[tuple, Value] = {}
+
+    def canon(v: "Value | None") -> object:
+        if v is None:
+            return None
+        v = replace.get(v, v)
+        if v.is_const and v.data.size <= 64:
+            key = ("const", v.data.dtype.str, v.data.shape, v.data.tobytes())
+            return id(const_ids.setdefault(key, v))
+        return id(v)
+
+    kept: list[Node] = []
+    for node in g.nodes:
+        node.inputs = [replace.get(v, v) if v is not None else None for v in node.inputs]
+        key = (node.op, node.domain, node.opset, tuple(canon(v) for v in node.inputs), _attr_key(node.attrs),
+               len(node.outputs))
+        if node.op.startswith("Random") or key not in seen:
+            seen.setdefault(key, node)
+            kept.append(node)
+            continue
+        for old, new in zip(node.outputs, seen[key].outputs):
+            replace[old] = new
+    g.nodes = kept
+    g.outputs = [replace.get(v, v) for v in g.outputs]
+    return g
+
+
+def _attr_key(attrs: dict) -> tuple:
+    items = []
+    for k, v in sorted(attrs.items()):
+        if isinstance(v, np.ndarray):
+            v = (v.dtype.str, v.shape, v.tobytes())
+        elif isinstance(v, list):
+            v = tuple(v)
+        items.append((k, repr(v)))
+    return tuple(items)
+
+
+def check_supported(g: Graph) -> Graph:
+    """Every node's op must be registered for its opset; all missing ones are listed in one error."""
+    missing: dict[tuple[str, str, int], list[str]] = {}
+    for node in g.nodes:
+        try:
+            opdef_of(node)
+        except OpError:
+            missing.setdefault((node.domain, node.op, node.opset), []).append(node.name or "<unnamed>")
+    if missing:
+        lines = [f"  {(dom + '.') if dom else ''}{op} (opset {ver}): nodes {', '.join(repr(n) for n in names[:5])}"
+                 + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                 for (dom, op, ver), names in sorted(missing.items())]
+        raise UnsupportedOpsError("the model uses ops ember does not support:\n" + "\n".join(lines),
+                                  sorted({op for (_, op, _) in missing}))
+    return g
+
+
+class UnsupportedOpsError(OpError):
+    def __init__(self, message: str, ops: list[str]):
+        super().__init__(message)
+        self.ops = ops

@@ -1,0 +1,34 @@
+"""The graph compiler, start to end: this table is the table of contents. Each stage can be dumped with
+EMBER_DUMP_DIR (one text file per stage)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from .ir import Graph
+from .passes import (check_supported, eliminate_common_subexpressions, eliminate_dead_code, fold_constants,
+                     infer_shapes)
+from .rewrites import fold_batchnorm
+
+GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
+    ("check_supported", check_supported),            # every op known at its opset, or one error listing all
+    ("infer_shapes", infer_shapes),                  # dtypes and shapes from the ops' definitions
+    ("fold_constants", fold_constants),              # shape arithmetic and weight preprocessing at compile time
+    ("eliminate_dead_code", eliminate_dead_code),
+    ("eliminate_common_subexpressions", eliminate_common_subexpressions),
+    ("fold_batchnorm", fold_batchnorm),              # BatchNormalization into the preceding Conv
+    ("fold_constants_again", fold_constants),        # what the rewrites made constant
+    ("eliminate_dead_code_again", eliminate_dead_code),
+]
+
+
+def optimize(g: Graph) -> Graph:
+    dump = os.environ.get("EMBER_DUMP_DIR")
+    for k, (name, run) in enumerate(GRAPH_PASSES):
+        g = run(g)
+        if dump:
+            folder = Path(dump) / f"graph-{g.name}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{k:02d}-{name}.txt").write_text(str(g))
+    return g

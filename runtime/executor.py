@@ -1,0 +1,214 @@
+"""A compiled model at run time: a list of kernel launches over a static memory plan.
+
+Intermediate values live in one arena at offsets chosen ahead of time (values whose lifetimes do not overlap
+share memory); constants are held once; graph inputs and outputs are bound per call. Running is a tight loop
+over prepared pointer lists. Each thread gets its own arena, so one model can serve several threads at once.
+Models with symbolic sizes allocate intermediates per call instead (sizes are only known then)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ir.dtype import DType
+from ..ir.symbolic import evaluate
+from .kernel import Kernel
+
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: DType
+    shape: tuple  # ints, or symbolic sizes (Expr) bound from the inputs
+
+    @property
+    def static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.dtype}[{', '.join(map(str, self.shape))}]"
+
+
+# Where a kernel argument comes from: ("input", k), ("output", k), ("const", k) or ("temp", k).
+Slot = tuple[str, int]
+
+
+@dataclass
+class Step:
+    kernel: Kernel
+    args: list[Slot]
+    label: str  # the graph nodes it runs, for errors and profiles
+
+
+class ExecutionError(RuntimeError):
+    pass
+
+
+class CompiledModel:
+    """Call with numpy arrays (positionally or by input name); returns the outputs as a list of arrays, or use
+    `run(feeds)` for a name -> array dict."""
+
+    def __init__(self, name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], consts: list[np.ndarray],
+                 temps: list[TensorSpec], steps: list[Step], output_slots: list[Slot], target, meta: dict):
+        self.name, self.inputs, self.outputs = name, inputs, outputs
+        self.consts, self.temps, self.steps = consts, temps, steps
+        self.output_slots, self.target, self.meta = output_slots, target, meta
+        self.static = all(s.static for s in inputs + outputs + temps)
+        self.offsets, self.planned_peak_bytes = plan_memory(temps, steps) if self.static else ({}, 0)
+        self._local = threading.local()
+        self._const_ptrs = [c.ctypes.data for c in consts]
+
+    # ---- description ----------------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        ins = ", ".join(map(str, self.inputs))
+        outs = ", ".join(map(str, self.outputs))
+        return f"<ember.CompiledModel {self.name}({ins}) -> ({outs}), {len(self.steps)} kernels, target={self.target}>"
+
+    def summary(self) -> str:
+        lines = [repr(self), f"  weights: {sum(c.nbytes for c in self.consts) / 1e6:.2f} MB in {len(self.consts)} "
+                 f"constants", f"  planned peak of intermediates: {self.planned_peak_bytes / 1e6:.2f} MB "
+                 f"(without reuse: {sum(_nbytes(t) for t in self.temps if t.static) / 1e6:.2f} MB)"]
+        lines += [f"  kernel {k}: {s.kernel.name} <- {s.label}" for k, s in enumerate(self.steps)]
+        return "\n".join(lines)
+
+    # ---- running --------------------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **feeds: Any) -> list[np.ndarray]:
+        return self._execute(self._bind(args, feeds))
+
+    def run(self, feeds: "dict[str, Any] | Sequence[Any]") -> dict[str, np.ndarray]:
+        arrays = self._bind(tuple(feeds), {}) if not isinstance(feeds, dict) else self._bind((), feeds)
+        return {spec.name: out for spec, out in zip(self.outputs, self._execute(arrays))}
+
+    def _bind(self, args: tuple, feeds: dict) -> list[np.ndarray]:
+        if args and feeds:
+            raise TypeError(f"model {self.name!r}: pass inputs either positionally or by name, not both")
+        names = [s.name for s in self.inputs]
+        if feeds:
+            unknown = sorted(set(feeds) - set(names))
+            if unknown:
+                raise TypeError(f"model {self.name!r} has no input named {', '.join(map(repr, unknown))}; its "
+                                f"inputs are {', '.join(map(repr, names))}")
+            missing = [n for n in names if n not in feeds]
+            if missing:
+                raise TypeError(f"model {self.name!r}: missing input {', '.join(map(repr, missing))}")
+            args = tuple(feeds[n] for n in names)
+        if len(args) != len(self.inputs):
+            raise TypeError(f"model {self.name!r} takes {len(self.inputs)} inputs ({', '.join(map(repr, names))}), "
+                            f"got {len(args)}")
+        return [self._check_input(spec, a) for spec, a in zip(self.inputs, args)]
+
+    def _check_input(self, spec: TensorSpec, value: Any) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype != spec.dtype.numpy:
+            if arr.dtype.kind == spec.dtype.numpy.kind and np.can_cast(arr.dtype, spec.dtype.numpy, "same_kind") \
+                    and not isinstance(value, np.ndarray):
+                arr = arr.astype(spec.dtype.numpy)
+            else:
+                raise TypeError(f"model {self.name!r}: input {spec.name!r} must be {spec.dtype}, got {arr.dtype}")
+        if arr.ndim != len(spec.shape):
+            raise ValueError(f"model {self.name!r}: input {spec.name!r} must have rank {len(spec.shape)} "
+                             f"(shape {_shape_str(spec.shape)}), got shape {arr.shape}")
+        for k, (want, got) in enumerate(zip(spec.shape, arr.shape)):
+            if isinstance(want, int) and want != got:
+                raise ValueError(f"model {self.name!r}: input {spec.name!r} must have shape {_shape_str(spec.shape)}, "
+                                 f"got {arr.shape} (dimension {k})")
+        return np.ascontiguousarray(arr)
+
+    def _sizes(self, arrays: list[np.ndarray]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for spec, arr in zip(self.inputs, arrays):
+            for want, got in zip(spec.shape, arr.shape):
+                if not isinstance(want, int):
+                    name = getattr(want, "name", None)
+                    if name is None:
+                        continue
+                    if sizes.setdefault(name, got) != got:
+                        raise ValueError(f"model {self.name!r}: size {name!r} is {sizes[name]} in one input and "
+                                         f"{got} in input {spec.name!r}")
+        return sizes
+
+    def _execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if self.static:
+            sizes: dict[str, int] = {}
+            temps = self._arena()
+        else:
+            sizes = self._sizes(arrays)
+            temps = [np.empty(_concrete(t.shape, sizes), t.dtype.numpy) for t in self.temps]
+        outs = [np.empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
+        ptrs = {"input": [a.ctypes.data for a in arrays], "output": [o.ctypes.data for o in outs],
+                "const": self._const_ptrs, "temp": [t.ctypes.data for t in temps]}
+        for step in self.steps:
+            size_args = [sizes[v.name] for v in step.kernel.size_vars] if step.kernel.size_vars else []
+            if step.kernel.size_vars and not sizes:
+                raise ExecutionError(f"kernel {step.kernel.name} has symbolic sizes in a static model")
+            step.kernel._launch([ptrs[kind][k] for kind, k in step.args], size_args)
+        result = []
+        for kind, k in self.output_slots:
+            if kind == "output":
+                result.append(outs[k])
+            else:  # a graph output that is an input or a constant: return a copy the caller owns
+                src = {"input": arrays, "const": self.consts, "temp": temps}[kind][k]
+                result.append(np.array(src, copy=True))
+        return result
+
+    def _arena(self) -> list[np.ndarray]:
+        views = getattr(self._local, "views", None)
+        if views is None:
+            raw = np.empty(self.planned_peak_bytes + ALIGN, np.uint8)
+            base = (-raw.ctypes.data) % ALIGN
+            views = []
+            for t, off in zip(self.temps, self.offsets):
+                n = _nbytes(t)
+                views.append(raw[base + off: base + off + n].view(t.dtype.numpy).reshape(t.shape))
+            self._local.views = views
+            self._local.raw = raw
+        return views
+
+
+def plan_memory(temps: list[TensorSpec], steps: list[Step]) -> tuple[list[int], int]:
+    """Offsets for each intermediate in one arena: greedy best-fit by size over lifetime intervals, the classic
+    static planner. Returns (offsets, peak bytes)."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for k, step in enumerate(steps):
+        for kind, idx in step.args:
+            if kind == "temp":
+                first.setdefault(idx, k)
+                last[idx] = k
+    order = sorted(range(len(temps)), key=lambda i: -_nbytes(temps[i]))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    offsets = [0] * len(temps)
+    peak = 0
+    for i in order:
+        size = _round_up(_nbytes(temps[i]))
+        lo, hi = first.get(i, 0), last.get(i, 0)
+        busy = sorted((o, s) for o, s, f, l in placed if not (l < lo or hi < f))
+        offset = 0
+        for o, s in busy:
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        offsets[i] = offset
+        placed.append((offset, size, lo, hi))
+        peak = max(peak, offset + size)
+    return offsets, peak
+
+
+def _nbytes(t: TensorSpec) -> int:
+    return int(np.prod(t.shape, dtype=np.int64)) * t.dtype.itemsize if t.static else 0
+
+
+def _round_up(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _concrete(shape: tuple, sizes: dict[str, int]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else int(evaluate(d, sizes)) for d in shape)
+
+
+def _shape_str(shape: tuple) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
