@@ -11,4 +11,7 @@ from .ir import (DType, IRError, Tensor, abs, acos, acosh, argmax, argmin, asin,
                  min, minimum, placeholder, pow, prod, reduce_axis, round, rsqrt, select, sigmoid, sign, sin, sinh,
                  sqrt, sum, tan, tanh, trunc, truncdiv, truncmod, uint8, var, where)
 from .frontend.api import compile
+from .frontend import jnp
+from .frontend.jit import TracingError, jit
 from .runtime.keys import VERSION as __version__
+from .runtime.saved import load

@@ -6,22 +6,60 @@ from typing import Any, Sequence
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 from .frontend.api import compile as compile_model
+from .graph.registry import ConstantRequired
 from .runtime.executor import CompiledModel
 
 
+SPECIALIZE_MAX_ELEMENTS = 4096
+
+
 class EmberRep(BackendRep):
-    def __init__(self, model: CompiledModel):
-        self.model = model
+    """A prepared model. When the model takes shape-deciding values (Reshape's shape, Slice's starts...) as
+    run-time inputs, it is compiled at `run` instead, specialised on those inputs' values (small integer tensors
+    and scalars become constants); one compiled model is kept per distinct set of values."""
+
+    def __init__(self, proto: onnx.ModelProto, model: "CompiledModel | None", target: str):
+        self.proto, self.model, self.target = proto, model, target
+        self.specialized: dict[bytes, tuple[CompiledModel, list[int]]] = {}
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        names = _runtime_inputs(self.proto)
         if isinstance(inputs, dict):
-            return tuple(self.model(**inputs))
-        if isinstance(inputs, np.ndarray) and len(self.model.inputs) == 1:
-            inputs = [inputs]
-        return tuple(self.model(*inputs))
+            arrays = [np.asarray(inputs[n]) for n in names]
+        else:
+            arrays = [np.asarray(inputs)] if isinstance(inputs, np.ndarray) else [np.asarray(x) for x in inputs]
+        if self.model is not None:
+            return tuple(self.model(*arrays))
+        model, keep = self._specialized(names, arrays)
+        return tuple(model(*[arrays[k] for k in keep]))
+
+    def _specialized(self, names: list[str], arrays: list[np.ndarray]) -> tuple[CompiledModel, list[int]]:
+        fixed = [k for k, a in enumerate(arrays) if _specializable(a)]
+        key = b"|".join(names[k].encode() + arrays[k].dtype.str.encode() + repr(arrays[k].shape).encode()
+                        + arrays[k].tobytes() for k in fixed)
+        if key not in self.specialized:
+            proto = onnx.ModelProto()
+            proto.CopyFrom(self.proto)
+            kept_inputs = [vi for vi in proto.graph.input if vi.name not in {names[k] for k in fixed}]
+            del proto.graph.input[:]
+            proto.graph.input.extend(kept_inputs)
+            proto.graph.initializer.extend(numpy_helper.from_array(arrays[k], names[k]) for k in fixed)
+            keep = [k for k in range(len(arrays)) if k not in fixed]
+            self.specialized[key] = (compile_model(proto, target=self.target), keep)
+        return self.specialized[key]
+
+
+def _runtime_inputs(proto: onnx.ModelProto) -> list[str]:
+    inits = {i.name for i in proto.graph.initializer}
+    return [vi.name for vi in proto.graph.input if vi.name not in inits]
+
+
+def _specializable(a: np.ndarray) -> bool:
+    return (a.dtype.kind in "iub" and a.size <= SPECIALIZE_MAX_ELEMENTS) or a.ndim == 0
 
 
 class EmberBackend(Backend):
@@ -33,7 +71,11 @@ class EmberBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> EmberRep:
         if not cls.supports_device(device):
             raise ValueError(f"ember's ONNX backend runs on CPU; device {device!r} is not supported")
-        return EmberRep(compile_model(model, target=kwargs.get("target", "llvm")))
+        target = kwargs.get("target", "llvm")
+        try:
+            return EmberRep(model, compile_model(model, target=target), target)
+        except ConstantRequired:
+            return EmberRep(model, None, target)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any
@@ -49,10 +91,11 @@ class EmberBackend(Backend):
         names = [n for n in node.input]
         graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
                         for n, a in zip(names, arrays) if n]
-        graph_outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+        graph_outputs = [onnx.ValueInfoProto(name=n) for n in node.output if n]
         opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
         model = helper.make_model(helper.make_graph([node], "run_node", graph_inputs, graph_outputs),
                                   opset_imports=[helper.make_opsetid(node.domain or "", opset)])
+        model = onnx.shape_inference.infer_shapes(model)  # the checker wants typed graph outputs
         rep = cls.prepare(model, device)
         return rep.run([a for n, a in zip(names, arrays) if n])
 

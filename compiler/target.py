@@ -183,6 +183,12 @@ class Target:
     def __str__(self) -> str:
         return self.canonical()
 
+    def short(self) -> str:
+        """The kind and the options a person cares about (CPU name, GPU arch, SoC), for summaries."""
+        names = ("mcpu", "arch", "soc")
+        shown = [f"-{k}={v}" for k, v in self.options if k in names]
+        return " ".join([self.kind, *shown])
+
 
 def _option_list(kind: str) -> str:
     return ", ".join(f"-{spec.name}" for spec in OPTIONS[kind])

@@ -127,7 +127,7 @@ def _initializer(init, numpy_helper) -> np.ndarray:
         raise ModelError(f"initializer {init.name!r} lives in an external data file; load the model with "
                          f"onnx.load(path) so its data is read, or pass the model path")
     try:
-        return np.ascontiguousarray(numpy_helper.to_array(init))
+        return np.require(numpy_helper.to_array(init), requirements="C")
     except Exception as err:  # noqa: BLE001 - malformed raw data
         raise ModelError(f"initializer {init.name!r} is malformed: {err}") from None
 
@@ -162,7 +162,7 @@ def _attribute(a, numpy_helper, label: str) -> Any:
     if kind == A.STRING:
         return a.s.decode("utf-8", "replace")
     if kind == A.TENSOR:
-        return np.ascontiguousarray(numpy_helper.to_array(a.t))
+        return np.require(numpy_helper.to_array(a.t), requirements="C")
     if kind == A.FLOATS:
         return [float(x) for x in a.floats]
     if kind == A.INTS:

@@ -77,4 +77,4 @@ def materialize(t: Tensor, name: str) -> Tensor:
 
 
 def as_array(data: np.ndarray, dtype: "DType | str") -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(data, dtype=as_dtype(dtype).numpy))
+    return np.require(np.asarray(data, dtype=as_dtype(dtype).numpy), requirements="C")

@@ -9,29 +9,45 @@ from .lower import infer, opdef_of
 from .registry import OpError
 
 FOLD_LIMIT = 1 << 26  # elements: constants larger than this stay as kernels run at inference time
+SHAPE_ONLY = ("Shape", "Size")  # ops that read only their input's shape: fold whenever that shape is static
+
+
+def _static(v: Value) -> bool:
+    return all(isinstance(d, int) for d in v.shape)
 
 
 def infer_shapes(g: Graph) -> Graph:
-    """Give every value its dtype and shape (the ops' lowerings are the shape rules)."""
+    """Give every value its dtype and shape (the ops' lowerings are the shape rules), folding constant nodes on
+    the way: a Reshape whose shape comes from Shape(x) can only be inferred once that Shape is folded."""
+    from .evaluate import evaluate_node
+    kept: list[Node] = []
     for node in g.nodes:
         infer(node)
+        if not _fold(node, evaluate_node):
+            kept.append(node)
+    g.nodes = kept
     return g
 
 
 def fold_constants(g: Graph) -> Graph:
-    """Evaluate nodes whose inputs are all constant. Ops with a numpy folder run it; the others are compiled and
-    run once, so every op folds with its own semantics."""
+    """Evaluate nodes whose inputs are all constant (and shape queries of static shapes). Ops with a numpy folder
+    run it; the others are compiled and run once, so every op folds with its own semantics."""
     from .evaluate import evaluate_node
-    kept: list[Node] = []
-    for node in g.nodes:
-        ins = [v for v in node.inputs if v is not None]
-        if all(v.is_const for v in ins) and _foldable(node):
-            for v, data in zip(node.outputs, evaluate_node(node)):
-                v.data, v.producer = data, None
-            continue
-        kept.append(node)
-    g.nodes = kept
+    g.nodes = [node for node in g.nodes if not _fold(node, evaluate_node)]
     return g
+
+
+def _fold(node: Node, evaluate_node) -> bool:
+    ins = [v for v in node.inputs if v is not None]
+    if all(v.is_const for v in ins) and _foldable(node):
+        results = evaluate_node(node)
+    elif node.op in SHAPE_ONLY and ins and _static(ins[0]):
+        results = evaluate_node(node, [np.broadcast_to(np.zeros((), ins[0].dtype.numpy), ins[0].shape)])
+    else:
+        return False
+    for v, data in zip(node.outputs, results):
+        v.data, v.producer = data, None
+    return True
 
 
 def _foldable(node: Node) -> bool:

@@ -13,13 +13,13 @@ from .rewrites import fold_batchnorm
 
 GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("check_supported", check_supported),            # every op known at its opset, or one error listing all
-    ("infer_shapes", infer_shapes),                  # dtypes and shapes from the ops' definitions
-    ("fold_constants", fold_constants),              # shape arithmetic and weight preprocessing at compile time
+    ("infer_shapes", infer_shapes),                  # dtypes and shapes from the ops' definitions, folding
+                                                     # shape arithmetic and constant weights on the way
     ("eliminate_dead_code", eliminate_dead_code),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("fold_batchnorm", fold_batchnorm),              # BatchNormalization into the preceding Conv
-    ("fold_constants_again", fold_constants),        # what the rewrites made constant
-    ("eliminate_dead_code_again", eliminate_dead_code),
+    ("fold_constants", fold_constants),              # what the rewrites made constant
+    ("eliminate_dead_code", eliminate_dead_code),
 ]
 
 

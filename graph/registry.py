@@ -19,6 +19,11 @@ class OpError(ValueError):
     """A node cannot be compiled as written: bad attributes, shapes or dtypes. The message names the node."""
 
 
+class ConstantRequired(OpError):
+    """An input that decides shapes (Reshape's shape, Slice's starts...) is only known at run time. Callers that
+    see the values (the ONNX backend) can specialise the model on them and compile again."""
+
+
 KINDS = ("elementwise", "injective", "reduction", "opaque")
 Folder = Callable[..., "np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray]"]
 
@@ -93,8 +98,8 @@ class OpContext:
         value = self._consts[i] if i < len(self._consts) else None
         if value is None:
             label = what or f"input {i}"
-            raise self.error(f"{label} must be a constant (an initializer or computable from initializers); "
-                             f"ember compiles shapes ahead of time")
+            raise ConstantRequired(f"{self.node.describe()}: {label} must be a constant (an initializer or "
+                                   f"computable from initializers); ember compiles shapes ahead of time")
         return value
 
     def const_or_none(self, i: int) -> "np.ndarray | None":

@@ -66,7 +66,7 @@ class CompiledModel:
     def __repr__(self) -> str:
         ins = ", ".join(map(str, self.inputs))
         outs = ", ".join(map(str, self.outputs))
-        return f"<ember.CompiledModel {self.name}({ins}) -> ({outs}), {len(self.steps)} kernels, target={self.target}>"
+        return f"<ember.CompiledModel {self.name}({ins}) -> ({outs}), {len(self.steps)} kernels, target={self.target.short()}>"
 
     def summary(self) -> str:
         lines = [repr(self), f"  weights: {sum(c.nbytes for c in self.consts) / 1e6:.2f} MB in {len(self.consts)} "
@@ -74,6 +74,11 @@ class CompiledModel:
                  f"(without reuse: {sum(_nbytes(t) for t in self.temps if t.static) / 1e6:.2f} MB)"]
         lines += [f"  kernel {k}: {s.kernel.name} <- {s.label}" for k, s in enumerate(self.steps)]
         return "\n".join(lines)
+
+    def save(self, path: Any) -> None:
+        """Write this model to one file (a str or os.PathLike path) that `ember.load` runs without recompiling."""
+        from .saved import save
+        save(self, path)
 
     # ---- running --------------------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **feeds: Any) -> list[np.ndarray]:
@@ -116,7 +121,7 @@ class CompiledModel:
             if isinstance(want, int) and want != got:
                 raise ValueError(f"model {self.name!r}: input {spec.name!r} must have shape {_shape_str(spec.shape)}, "
                                  f"got {arr.shape} (dimension {k})")
-        return np.ascontiguousarray(arr)
+        return np.require(arr, requirements="C")  # keeps 0-d arrays 0-d
 
     def _sizes(self, arrays: list[np.ndarray]) -> dict[str, int]:
         sizes: dict[str, int] = {}

@@ -87,7 +87,7 @@ class Kernel:
             if not arr.flags.c_contiguous or not arr.flags.writeable:
                 raise ValueError(f"kernel {self.name!r}: output {p.name!r} must be a writeable C-contiguous array")
         elif not arr.flags.c_contiguous:
-            arr = np.ascontiguousarray(arr)
+            arr = np.require(arr, requirements="C")
         for dim, n in zip(p.shape, arr.shape):
             if isinstance(dim, Var):
                 prev = sizes.setdefault(dim.name, n)

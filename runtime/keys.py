@@ -7,7 +7,7 @@ from pathlib import Path
 
 VERSION = "0.1.0"
 _ROOT = Path(__file__).resolve().parent.parent
-_SOURCE_DIRS = ("ir", "compiler", "codegen", "runtime")
+_SOURCE_DIRS = ("ir", "compiler", "codegen", "runtime", "graph", "frontend")
 
 
 @functools.cache

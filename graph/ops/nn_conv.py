@@ -1,0 +1,169 @@
+"""Convolutions: Conv, ConvInteger and ConvTranspose, each a direct sum over (input channel of the group, kernel
+taps). Padding is never materialised: reads outside the input are skipped by a select on the bounds condition, so
+they are never performed."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ... import ir as E
+from ...ir.dtype import DType, float16, float32, int32
+from ...ir.expr import Expr, all_of, const
+from ...ir.tensor import Tensor
+from ..registry import OpContext, register
+from .common import as_int_dims, dim_value, same_dim
+from .nn_window import Window, int_list, kernel_attr, spatial_dims, window
+
+Reader = Callable[[Sequence[Expr]], Expr]
+
+
+def accumulator(dtype: DType) -> DType:
+    """float16 products are summed in float32 (as onnxruntime does); other types in their own type."""
+    return float32 if dtype == float16 else dtype
+
+
+def channels(ctx: OpContext, x: Tensor, w: Tensor, transpose: bool = False) -> tuple[int, int, int, int]:
+    """(group, input channels, output channels, input channels per group), checked against each other."""
+    if w.ndim != x.ndim:
+        raise ctx.error(f"weight rank {w.ndim} does not match input rank {x.ndim}")
+    group = int(ctx.attr("group", 1))
+    if group < 1:
+        raise ctx.error(f"group {group} must be positive")
+    c_in, w0, w1 = as_int_dims(ctx, [x.shape[1], w.shape[0], w.shape[1]], "channel dims")
+    if transpose:
+        if c_in != w0 or c_in % group:
+            raise ctx.error(f"input has {c_in} channels but the weight expects {w0}, in {group} groups")
+        return group, c_in, w1 * group, c_in // group
+    if c_in != w1 * group:
+        raise ctx.error(f"input has {c_in} channels but the weight expects {w1} per group x {group} groups")
+    if w0 % group:
+        raise ctx.error(f"{w0} output channels are not divisible by group {group}")
+    return group, c_in, w0, w1
+
+
+def add_bias(ctx: OpContext, acc: Tensor, b: "Tensor | None", dtype: DType) -> Tensor:
+    """The conv result plus its per-channel bias, in the output dtype."""
+    if b is not None and (b.ndim != 1 or not same_dim(b.shape[0], acc.shape[1])):
+        raise ctx.error(f"bias shape {tuple(map(str, b.shape))} must be ({acc.shape[1]},)")
+
+    def body(n, m, *o):
+        v = acc[(n, m, *o)]
+        if b is not None:
+            v = v + E.cast(acc.dtype, b[m])
+        return E.cast(dtype, v)
+    return E.compute(acc.shape, body, name=ctx.name())
+
+
+def conv_sum(ctx: OpContext, x: Tensor, w: Tensor, read_x: Reader, read_w: Reader, name: str) -> Tensor:
+    """sum over (rc, taps) of x[n, group base + rc, o*s + r*d - pad] * w[m, rc, r], reads outside x count 0."""
+    sizes = spatial_dims(ctx, x)
+    group, _, m_out, c_group = channels(ctx, x, w)
+    win = window(ctx, sizes, kernel_attr(ctx, len(sizes), w.shape[2:]))
+    m_group = m_out // group
+    rc = E.reduce_axis(c_group, "rc")
+    taps = [E.reduce_axis(k, f"r{d}") for d, k in enumerate(win.kernel)]
+
+    def body(n, m, *o):
+        pos = [win.position(d, o[d], taps[d]) for d in range(len(taps))]
+        c = rc.var if group == 1 else (m // m_group) * c_group + rc.var
+        xv = E.select(win.inside(pos), read_x((n, c, *pos)), 0)
+        return E.sum(xv * read_w((m, rc.var, *[t.var for t in taps])), axis=[rc, *taps])
+    return E.compute((x.shape[0], m_out, *win.out), body, name=name)
+
+
+@register("Conv", since=1, kind="opaque")
+def conv(ctx: OpContext, x: Tensor, w: Tensor, b: "Tensor | None" = None) -> Tensor:
+    if not x.dtype.is_float or w.dtype != x.dtype:
+        raise ctx.error(f"Conv needs float input and weight of one dtype, got {x.dtype} and {w.dtype}")
+    acc = accumulator(x.dtype)
+    final = b is None and acc == x.dtype
+    out = conv_sum(ctx, x, w, lambda i: E.cast(acc, x[tuple(i)]), lambda i: E.cast(acc, w[tuple(i)]),
+                   ctx.name() if final else ctx.name("_acc"))
+    return out if final else add_bias(ctx, out, b, x.dtype)
+
+
+def zero_point(ctx: OpContext, zp: "Tensor | None", data: Tensor, per_channel: int, what: str) -> Callable:
+    """A reader of the zero point of `data` (scalar, or one per `per_channel` entries), as int32."""
+    if zp is None:
+        return lambda c: const(0, int32)
+    if zp.dtype != data.dtype:
+        raise ctx.error(f"{what} zero point dtype {zp.dtype} differs from its data's {data.dtype}")
+    dims = [dim_value(d) for d in zp.shape]
+    if all(d == 1 for d in dims):
+        return lambda c: E.cast(int32, zp[(0,) * zp.ndim])
+    if zp.ndim == 1 and dims[0] == per_channel:
+        return lambda c: E.cast(int32, zp[c])
+    raise ctx.error(f"{what} zero point shape {tuple(map(str, zp.shape))} must be a scalar or ({per_channel},)")
+
+
+@register("ConvInteger", since=10, kind="opaque")
+def conv_integer(ctx: OpContext, x: Tensor, w: Tensor, x_zp: "Tensor | None" = None,
+                 w_zp: "Tensor | None" = None) -> Tensor:
+    """int32 convolution of (x - x_zero_point) and (w - w_zero_point); padding reads 0 after the shift."""
+    if x.dtype.name not in ("uint8", "int8") or w.dtype.name not in ("uint8", "int8"):
+        raise ctx.error(f"ConvInteger takes int8/uint8 input and weight, got {x.dtype} and {w.dtype}")
+    xz = zero_point(ctx, x_zp, x, 1, "input")
+    wz = zero_point(ctx, w_zp, w, dim_value(w.shape[0]) or -1, "weight")
+    return conv_sum(ctx, x, w, lambda i: E.cast(int32, x[tuple(i)]) - xz(0),
+                    lambda i: E.cast(int32, w[tuple(i)]) - wz(i[0]), ctx.name())
+
+
+def transpose_window(ctx: OpContext, sizes: list[int], kernel: list[int]) -> Window:
+    """ConvTranspose geometry: begin/end are the padding cropped from the full (stride*(in-1)+span) output."""
+    n = len(sizes)
+    strides, dilations = int_list(ctx, "strides", n, 1), int_list(ctx, "dilations", n, 1)
+    extra = int_list(ctx, "output_padding", n, 0)
+    if any(s < 1 for s in strides) or any(d < 1 for d in dilations) or any(k < 1 for k in kernel):
+        raise ctx.error(f"strides {strides}, dilations {dilations} and kernel {kernel} must be positive")
+    if any(not 0 <= p < max(s, d) for p, s, d in zip(extra, strides, dilations)):
+        raise ctx.error(f"output_padding {extra} must be smaller than the stride or dilation")
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    full = [s * (i - 1) + p + (k - 1) * d + 1 for s, i, p, k, d in zip(strides, sizes, extra, kernel, dilations)]
+    if "output_shape" in ctx.node.attrs or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [int(v) for v in ctx.attr("output_shape", [])][-n:] or [i * s for i, s in zip(sizes, strides)]
+        if len(out) != n:
+            raise ctx.error(f"output_shape {list(ctx.attr('output_shape'))} must give {n} spatial dims")
+        total = [f - o for f, o in zip(full, out)]
+        begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+        end = [t - b for t, b in zip(total, begin)]
+    elif auto_pad == "VALID":
+        begin, end, out = [0] * n, [0] * n, full
+    elif auto_pad == "NOTSET":
+        pads = int_list(ctx, "pads", 2 * n, 0)
+        begin, end = pads[:n], pads[n:]
+        out = [f - b - e for f, b, e in zip(full, begin, end)]
+    else:
+        raise ctx.error(f"auto_pad {auto_pad!r} is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID")
+    if any(o < 1 for o in out):
+        raise ctx.error(f"ConvTranspose output size {out} is empty")
+    return Window(tuple(sizes), tuple(kernel), tuple(strides), tuple(dilations), tuple(begin), tuple(end),
+                  tuple(out))
+
+
+@register("ConvTranspose", since=1, kind="opaque")
+def conv_transpose(ctx: OpContext, x: Tensor, w: Tensor, b: "Tensor | None" = None) -> Tensor:
+    """y[n, m, o] = sum of x[n, c, i] * w[c, m', r] over the (i, r) with i*stride + r*dilation = o + pad_begin."""
+    if not x.dtype.is_float or w.dtype != x.dtype:
+        raise ctx.error(f"ConvTranspose needs float input and weight of one dtype, got {x.dtype} and {w.dtype}")
+    sizes = spatial_dims(ctx, x)
+    group, _, m_out, c_group = channels(ctx, x, w, transpose=True)
+    win = transpose_window(ctx, sizes, kernel_attr(ctx, len(sizes), w.shape[2:]))
+    m_group = m_out // group
+    acc = accumulator(x.dtype)
+    rc = E.reduce_axis(c_group, "rc")
+    taps = [E.reduce_axis(k, f"r{d}") for d, k in enumerate(win.kernel)]
+
+    def body(n, m, *o):
+        conds, pos = [], []
+        for d, t in enumerate(taps):
+            q = o[d] + win.begin[d] - t.var * win.dilations[d]
+            s = win.strides[d]
+            conds += [q >= 0, q < win.size[d] * s] + ([q % s == 0] if s > 1 else [])
+            pos.append(q // s if s > 1 else q)
+        c = rc.var if group == 1 else (m // m_group) * c_group + rc.var
+        wm = m if group == 1 else m % m_group
+        xv = E.select(all_of(conds), E.cast(acc, x[(n, c, *pos)]), 0)
+        return E.sum(xv * E.cast(acc, w[(c, wm, *[t.var for t in taps])]), axis=[rc, *taps])
+    final = b is None and acc == x.dtype
+    out = E.compute((x.shape[0], m_out, *win.out), body, name=ctx.name() if final else ctx.name("_acc"))
+    return out if final else add_bias(ctx, out, b, x.dtype)

@@ -1,0 +1,213 @@
+"""The graph layer end to end on small models: passes (folding, DCE, CSE, BatchNorm folding), fusion, the
+executor's memory plan and thread safety, and the errors users see for bad models and bad inputs."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ember
+from ember.frontend.onnx_import import ModelError, import_model
+from ember.graph import UnsupportedOpsError
+from ember.graph.partition import fuse
+from ember.graph.pipeline import optimize
+
+F = TensorProto.FLOAT
+
+
+def model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def vi(name, shape, dtype=F):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def chain_model(n=4, shape=(64, 64)):
+    """x -> Exp -> Neg -> Exp -> ... with every step's result also needed later only by the next."""
+    nodes, prev = [], "x"
+    for k in range(n):
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"m{k}"], name=f"mm{k}"))
+        nodes.append(helper.make_node("Relu", [f"m{k}"], [f"r{k}"], name=f"relu{k}"))
+        prev = f"r{k}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"], name="out"))
+    w = numpy_helper.from_array((np.eye(shape[1], dtype=np.float32) * 0.5), "w")
+    return model(nodes, [vi("x", list(shape))], [vi("y", list(shape))], [w])
+
+
+def test_elementwise_chain_fuses_into_one_kernel():
+    m = model([helper.make_node("Add", ["x", "b"], ["t"], name="add"),
+               helper.make_node("Relu", ["t"], ["u"], name="relu"),
+               helper.make_node("Mul", ["u", "b"], ["y"], name="mul")],
+              [vi("x", [3, 4])], [vi("y", [3, 4])], [numpy_helper.from_array(np.float32([1, -2, 3, -4]), "b")])
+    compiled = ember.compile(m)
+    assert len(compiled.steps) == 1
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    b = np.float32([1, -2, 3, -4])
+    np.testing.assert_allclose(compiled(x)[0], np.maximum(x + b, 0) * b, rtol=1e-6)
+
+
+def test_constant_subgraphs_fold_away():
+    shape = numpy_helper.from_array(np.int64([2, 3]), "shape")
+    m = model([helper.make_node("ConstantOfShape", ["shape"], ["c"], name="fill",
+                                value=numpy_helper.from_array(np.float32([2.0]))),
+               helper.make_node("Exp", ["c"], ["e"], name="exp"),        # folded by compiling its lowering
+               helper.make_node("Add", ["x", "e"], ["y"], name="add")],
+              [vi("x", [2, 3])], [vi("y", [2, 3])], [shape])
+    g = optimize(import_model(m))
+    assert [n.op for n in g.nodes] == ["Add"]
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(ember.compile(m)(x)[0], x + np.exp(2.0), rtol=1e-6)
+
+
+def test_dead_code_and_common_subexpressions_are_removed():
+    m = model([helper.make_node("Exp", ["x"], ["a"], name="exp1"),
+               helper.make_node("Exp", ["x"], ["b"], name="exp2"),
+               helper.make_node("Log", ["x"], ["unused"], name="dead"),
+               helper.make_node("Add", ["a", "b"], ["y"], name="add")],
+              [vi("x", [5])], [vi("y", [5])])
+    g = optimize(import_model(m))
+    assert sorted(n.name for n in g.nodes) == ["add", "exp1"]
+    x = np.linspace(-1, 1, 5).astype(np.float32)
+    np.testing.assert_allclose(ember.compile(m)(x)[0], 2 * np.exp(x), rtol=1e-6)
+
+
+def test_batchnorm_folds_into_conv():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    scale, bias = rng.random(4).astype(np.float32) + 0.5, rng.standard_normal(4).astype(np.float32)
+    mean, var = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.1
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(w, "w"), (scale, "s"), (bias, "b"), (mean, "mean"), (var, "var")]]
+    m = model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+               helper.make_node("BatchNormalization", ["c", "s", "b", "mean", "var"], ["y"], name="bn")],
+              [vi("x", [1, 3, 8, 8])], [vi("y", [1, 4, 8, 8])], inits)
+    g = optimize(import_model(m))
+    assert [n.op for n in g.nodes] == ["Conv"]
+    assert g.outputs[0].name == "y"
+    ort = pytest.importorskip("onnxruntime")
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    expected = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ember.compile(m)(x)[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_memory_plan_reuses_buffers():
+    compiled = ember.compile(chain_model(n=4))
+    sizes = [64 * 64 * 4] * len(compiled.temps)
+    assert len(compiled.temps) >= 3
+    assert compiled.planned_peak_bytes < sum(sizes)
+    assert compiled.planned_peak_bytes >= 2 * 64 * 64 * 4  # a producer and its consumer overlap
+    x = np.random.default_rng(2).standard_normal((64, 64)).astype(np.float32)
+    expected = np.maximum(x, 0) * 0.5 ** 4
+    np.testing.assert_allclose(compiled(x)[0], expected, rtol=1e-6)
+
+
+def test_concurrent_runs_from_threads_are_independent():
+    compiled = ember.compile(chain_model(n=3, shape=(32, 32)))
+    rng = np.random.default_rng(3)
+    inputs = [rng.standard_normal((32, 32)).astype(np.float32) for _ in range(8)]
+    results: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        for _ in range(20):
+            results[k] = compiled(inputs[k])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(8):
+        np.testing.assert_allclose(results[k], np.maximum(inputs[k], 0) * 0.125, rtol=1e-6)
+
+
+def test_inputs_by_name_and_run_dict():
+    m = model([helper.make_node("Sub", ["a", "b"], ["y"], name="sub")], [vi("a", [2]), vi("b", [2])],
+              [vi("y", [2])])
+    compiled = ember.compile(m)
+    a, b = np.float32([5, 6]), np.float32([1, 2])
+    np.testing.assert_array_equal(compiled(b=b, a=a)[0], a - b)
+    np.testing.assert_array_equal(compiled.run({"a": a, "b": b})["y"], a - b)
+
+
+# ---- errors -----------------------------------------------------------------------------------------------------
+def test_every_unsupported_op_is_listed_in_one_error():
+    m = model([helper.make_node("Relu", ["x"], ["a"], name="ok"),
+               helper.make_node("NoSuchOp", ["a"], ["b"], name="first", domain="example.com"),
+               helper.make_node("AlsoMissing", ["b"], ["y"], name="second", domain="example.com")],
+              [vi("x", [2])], [vi("y", [2])])
+    m.opset_import.append(helper.make_opsetid("example.com", 1))
+    with pytest.raises(UnsupportedOpsError) as err:
+        ember.compile(m)
+    text = str(err.value)
+    assert "NoSuchOp" in text and "AlsoMissing" in text and "'first'" in text and "'second'" in text
+    assert "ok" not in err.value.ops
+
+
+def test_malformed_protobuf_is_a_model_error():
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        ember.compile(b"\x08\x07garbage that is not protobuf\xff\xff")
+
+
+def test_missing_file_is_reported():
+    with pytest.raises(FileNotFoundError, match="no ONNX model"):
+        ember.compile("/nonexistent/model.onnx")
+
+
+def test_undefined_value_names_the_node():
+    g = helper.make_graph([helper.make_node("Relu", ["missing"], ["y"], name="r")], "m", [vi("x", [2])],
+                          [vi("y", [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ModelError):
+        ember.compile(m)
+
+
+def test_incompatible_shapes_name_the_node():
+    m = model([helper.make_node("Add", ["a", "b"], ["y"], name="bad_add")], [vi("a", [2, 3]), vi("b", [4])],
+              [vi("y", [2, 3])])
+    with pytest.raises(ember.graph.OpError, match="bad_add"):
+        ember.compile(m)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (np.zeros((2, 3), np.float64), TypeError, "must be float32"),
+    (np.zeros((3, 2), np.float32), ValueError, "must have shape"),
+    (np.zeros((2,), np.float32), ValueError, "rank 2"),
+])
+def test_bad_run_time_inputs(value, error, match):
+    compiled = ember.compile(model([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [2, 3])],
+                                   [vi("y", [2, 3])]))
+    with pytest.raises(error, match=match):
+        compiled(value)
+
+
+def test_wrong_input_names_and_counts():
+    compiled = ember.compile(model([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [2])],
+                                   [vi("y", [2])]))
+    with pytest.raises(TypeError, match="no input named 'z'"):
+        compiled(z=np.zeros(2, np.float32))
+    with pytest.raises(TypeError, match="takes 1 inputs"):
+        compiled(np.zeros(2, np.float32), np.zeros(2, np.float32))
+
+
+def test_unsupported_input_dtype_is_named():
+    m = model([helper.make_node("Identity", ["x"], ["y"], name="i")], [vi("x", [2], TensorProto.BFLOAT16)],
+              [vi("y", [2], TensorProto.BFLOAT16)])
+    with pytest.raises(ModelError, match="BFLOAT16"):
+        ember.compile(m)
+
+
+def test_symbolic_batch_dimension():
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", ["N", 3])], [vi("y", ["N", 3])])
+    compiled = ember.compile(m)
+    for n in (1, 5):
+        x = np.linspace(-1, 1, 3 * n).reshape(n, 3).astype(np.float32)
+        np.testing.assert_array_equal(compiled(x)[0], np.maximum(x, 0))
+
+
+def test_partitions_describe_their_nodes():
+    parts = fuse(optimize(import_model(chain_model(n=2))))
+    assert [p.describe() for p in parts] == ["mm0, relu0", "mm1, relu1, out"]
