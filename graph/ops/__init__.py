@@ -1,2 +1,2 @@
 """Op definitions, one module per family. Importing this package registers them all."""
-from . import common, elementwise, nn, reduce, shape  # noqa: F401
+from . import attention, common, elementwise, loss, misc, nn, quant, reduce, shape  # noqa: F401

@@ -1,0 +1,2 @@
+"""misc ops."""
+from __future__ import annotations

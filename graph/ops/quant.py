@@ -1,0 +1,2 @@
+"""quant ops."""
+from __future__ import annotations
