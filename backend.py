@@ -14,7 +14,8 @@ from .graph.registry import ConstantRequired
 from .runtime.executor import CompiledModel
 
 
-SPECIALIZE_MAX_ELEMENTS = 4096
+SPECIALIZE_MAX_ELEMENTS = 4096  # integer inputs up to this size (shapes, axes, indices) become constants
+SPECIALIZE_ANY_ELEMENTS = 8  # and tiny inputs of any type (Resize scales, Range bounds)
 
 
 class EmberRep(BackendRep):
@@ -59,7 +60,7 @@ def _runtime_inputs(proto: onnx.ModelProto) -> list[str]:
 
 
 def _specializable(a: np.ndarray) -> bool:
-    return (a.dtype.kind in "iub" and a.size <= SPECIALIZE_MAX_ELEMENTS) or a.ndim == 0
+    return (a.dtype.kind in "iub" and a.size <= SPECIALIZE_MAX_ELEMENTS) or a.size <= SPECIALIZE_ANY_ELEMENTS
 
 
 class EmberBackend(Backend):

@@ -420,3 +420,16 @@ def test_partition_loops_terminates():
     """Lowering a 1x3 kernel must take well under the time limit; runs in a subprocess so a runaway cannot take
     the test session down with it."""
     subprocess.run([sys.executable, "-c", PARTITION_REPRO], check=True, timeout=20)
+
+
+def test_select_of_scalar_and_vector_loads_under_uniform_condition():
+    """Was: LLVM 'Instruction does not dominate all uses' (the scalar side was widened in the other branch)."""
+    def make():
+        c = ember.placeholder((4,), "bool", "c")
+        z = ember.placeholder((1,), "float32", "z")
+        x = ember.placeholder((4, 18), "float32", "x")
+        y = ember.compute((4, 18), lambda i, j: ember.select(c[i], z[0], x[i, j]), name="y")
+        return y, [c, z, x, y]
+    cond = np.array([True, False, True, False])
+    x = np.arange(72, dtype=np.float32).reshape(4, 18)
+    et.check_kernel(make, lambda c, z, x: np.where(c[:, None], z[0], x), [cond, np.float32([7]), x])

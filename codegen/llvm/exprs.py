@@ -323,11 +323,14 @@ class ExprEmitter:
         then_end = bld.block
         bld.position_at_end(else_bb)
         b = self.emit(e.b)
+        lanes = next((v.type.count for v in (a, b) if self.is_vec(v)), None)
+        if lanes is not None:  # widen each side in its own block, where its value is defined
+            b = self.splat(b, lanes)
         else_end = bld.block
-        a, b = self.unify(a, b)
-        bld.position_at_end(then_end)
         bld.branch(done_bb)
-        bld.position_at_end(else_end)
+        bld.position_at_end(then_end)
+        if lanes is not None:
+            a = self.splat(a, lanes)
         bld.branch(done_bb)
         bld.position_at_end(done_bb)
         phi = bld.phi(a.type)

@@ -82,13 +82,18 @@ def pad_fold(ctx: OpContext, x: np.ndarray, *rest: "np.ndarray | None") -> np.nd
     return np.where(mask, out, np.asarray(value).astype(x.dtype).reshape(())) if mode == "constant" else out
 
 
+def _scalar(t: Tensor) -> Expr:
+    """A run-time constant_value: a scalar, or (as exporters also write it) a one-element 1-D tensor."""
+    return t[(0,) * t.ndim]
+
+
 @register("Pad", since=1, kind="injective", fold=pad_fold)
 def pad(ctx: OpContext, x: Tensor, *rest: "Tensor | None"):
     mode, before, after, value = _pad_spec(ctx, x.shape)
     shape = [d if not (b or a) else as_int_dims(ctx, [d])[0] + b + a for d, b, a in zip(x.shape, before, after)]
     if any(isinstance(d, int) and d < 0 for d in shape):
         raise ctx.error(f"pads {before + after} remove more than the input has")
-    fill = const(value.reshape(()).item(), x.dtype) if value is not None else rest[1][()]
+    fill = const(value.reshape(()).item(), x.dtype) if value is not None else _scalar(rest[1])
     if any(isinstance(d, int) and d == 0 for d in x.shape):
         return compute(shape, lambda *i: E.cast(x.dtype, fill), name=ctx.name())
 
