@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..compiler.build import build
+from ..ir.structural import topo_ops
 from ..ir.tensor import PlaceholderOp, Tensor
 from ..runtime.kernel import Kernel
 from .ir import Value
@@ -42,14 +43,23 @@ def kernel_name(part: Partition) -> str:
 
 
 def build_partition(part: Partition, target, name: str = "") -> CompiledPartition:
+    """Stages are named after their node's op and position (`conv0`, `relu1_0`), not the model's value names, so
+    partitions that compute the same thing share one cache key and one compiled kernel (ResNet's repeated blocks).
+    The model's names stay in the partition's description for errors and profiles."""
     env: dict[Value, Tensor] = {}
     args: list[Tensor] = []
     for k, v in enumerate(part.inputs):
         ph = placeholder_for(v)
-        ph.op.name = f"in{k}_{ph.op.name}"[:60]
+        ph.op.name = f"in{k}"
         env[v] = ph
         args.append(ph)
-    lower_group(part.nodes, env)
+    named = {id(t.op) for t in args}
+    for k, node in enumerate(part.nodes):
+        lower_group([node], env)
+        made = [op for op in topo_ops([env[v] for v in node.outputs if v in env]) if id(op) not in named]
+        for j, op in enumerate(made):
+            op.name = f"{node.op.lower()}{k}" + (f"_{j}" if len(made) > 1 else "")
+            named.add(id(op))
     seen: set[int] = set()
     for k, v in enumerate(part.outputs):
         t = env[v]
