@@ -113,11 +113,22 @@ def import_graph(graph, versions: dict[str, int], name: str) -> Graph:
             v.producer = node
         nodes.append(node)
     outputs = []
+    declared: dict[str, tuple] = {}
     for vi in graph.output:
         if vi.name not in values:
             raise ModelError(f"graph output {vi.name!r} is not produced by any node")
         outputs.append(values[vi.name])
-    return Graph(name, inputs, outputs, nodes)
+        declared[vi.name] = _declared_type(vi)
+    return Graph(name, inputs, outputs, nodes, declared)
+
+
+def _declared_type(vi) -> tuple:
+    """(dtype or None, dims with None where not a fixed value, or None when no shape is given)."""
+    t = vi.type.tensor_type
+    dtype = as_dtype(ONNX_DTYPES[t.elem_type]) if t.elem_type in ONNX_DTYPES else None
+    if not t.HasField("shape"):
+        return dtype, None
+    return dtype, tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
 def _initializer(init, numpy_helper) -> np.ndarray:

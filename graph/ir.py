@@ -67,11 +67,13 @@ def _short(v: Any) -> str:
 
 @dataclass(eq=False)
 class Graph:
-    """Nodes in a valid execution order; inputs are fed at run time, outputs returned."""
+    """Nodes in a valid execution order; inputs are fed at run time, outputs returned. `declared` holds what the
+    model says its outputs are (dtype, static dims or None), checked against what the ops compute."""
     name: str
     inputs: list[Value]
     outputs: list[Value]
     nodes: list[Node]
+    declared: dict[str, tuple] = field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"graph {self.name}({', '.join(str(v) for v in self.inputs)}):"]

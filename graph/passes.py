@@ -29,6 +29,23 @@ def infer_shapes(g: Graph) -> Graph:
     return g
 
 
+def check_outputs(g: Graph) -> Graph:
+    """What the model declares for its outputs must match what its ops compute: a mismatch means a malformed
+    model or a misread op, and either deserves an error rather than outputs of a surprising shape."""
+    for v in g.outputs:
+        dtype, dims = g.declared.get(v.name, (None, None))
+        if dtype is not None and dtype != v.dtype:
+            raise OpError(f"graph output {v.name!r} is declared {dtype} but computes {v.dtype}")
+        if dims is None:
+            continue
+        if len(dims) != len(v.shape) or any(d is not None and isinstance(c, int) and d != c
+                                           for d, c in zip(dims, v.shape)):
+            shown = tuple("?" if d is None else d for d in dims)
+            raise OpError(f"graph output {v.name!r} is declared with shape {shown} but computes "
+                          f"{tuple(map(str, v.shape))}")
+    return g
+
+
 def fold_constants(g: Graph) -> Graph:
     """Evaluate nodes whose inputs are all constant (and shape queries of static shapes). Ops with a numpy folder
     run it; the others are compiled and run once, so every op folds with its own semantics."""

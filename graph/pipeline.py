@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 from .ir import Graph
-from .passes import (check_supported, eliminate_common_subexpressions, eliminate_dead_code, fold_constants,
-                     infer_shapes)
+from .passes import (check_outputs, check_supported, eliminate_common_subexpressions, eliminate_dead_code,
+                     fold_constants, infer_shapes)
 from .rewrites import fold_batchnorm
 
 GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("check_supported", check_supported),            # every op known at its opset, or one error listing all
     ("infer_shapes", infer_shapes),                  # dtypes and shapes from the ops' definitions, folding
                                                      # shape arithmetic and constant weights on the way
+    ("check_outputs", check_outputs),                # declared output dtypes and shapes match the computed ones
     ("eliminate_dead_code", eliminate_dead_code),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("fold_batchnorm", fold_batchnorm),              # BatchNormalization into the preceding Conv

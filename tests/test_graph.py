@@ -211,3 +211,9 @@ def test_symbolic_batch_dimension():
 def test_partitions_describe_their_nodes():
     parts = fuse(optimize(import_model(chain_model(n=2))))
     assert [p.describe() for p in parts] == ["mm0, relu0", "mm1, relu1, out"]
+
+
+def test_declared_output_shape_must_match():
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [2, 3])], [vi("y", [3, 2])])
+    with pytest.raises(ember.graph.OpError, match=r"graph output 'y' is declared with shape \(3, 2\)"):
+        ember.compile(m)
