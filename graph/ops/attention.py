@@ -178,8 +178,10 @@ def _bias(ctx: OpContext, mask: Tensor | None, nonpad: Tensor | None, past_len: 
         if mask is not None:
             lead = 4 - mask.ndim
             index = [const(0) if dim_value(dim) == 1 else (b, h, i)[lead + a] for a, dim in enumerate(mask.shape[:-1])]
-            element = mask[(*index, j)]
-            if not same_dim(mask.shape[-1], kv_len):
+            if same_dim(mask.shape[-1], kv_len):
+                element = mask[(*index, j)]
+            else:  # keys past the mask's end are masked; clamp so the (discarded) read stays in bounds
+                element = mask[(*index, E.minimum(j, mask.shape[-1] - 1))]
                 allowed.append(j < mask.shape[-1])
             if mask.dtype.is_bool:
                 allowed.append(element)
@@ -226,7 +228,7 @@ def _softmax(ctx: OpContext, logits: Tensor, sm: DType) -> Tensor:
     return E.compute(shape, prob, name=ctx.name("_probs"))
 
 
-def _qk_output(ctx: OpContext, capped: Callable[[tuple], Expr], logits: Tensor, probs: Tensor) -> Tensor:
+def _qk_output(ctx: OpContext, capped: Callable[..., Expr], logits: Tensor, probs: Tensor) -> Tensor:
     """The optional qk_matmul_output, chosen by qk_matmul_output_mode: 0 the raw scores, 1 after the softcap,
     2 after the softcap and the mask, 3 the softmax probabilities."""
     mode = int(ctx.attr("qk_matmul_output_mode", 0))
