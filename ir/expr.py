@@ -249,8 +249,8 @@ def cast(dtype: "DType | str", value: Any) -> Expr:
     dtype = as_dtype(dtype)
     value = as_expr(value, dtype)
     if value.dtype == dtype:
-        if dtype.is_float and dtype.bits == 16 and not isinstance(value, (Const, Var)):
-            return round_to_half(value)
+        if dtype.is_float and dtype.bits == 16 and not isinstance(value, (Const, Var, Cast)):
+            return round_to_half(value)  # (a Cast to float16 is already rounded)
         return value
     if isinstance(value, Const):
         return Const(_convert(value.value, dtype), dtype)

@@ -209,6 +209,8 @@ class ExprEmitter:
             return bld.icmp_unsigned("!=", v, ir.Constant(v.type, None))
         if src.is_bool:
             return bld.uitofp(v, to) if dst.is_float else bld.zext(v, to)
+        if src.is_float and src.bits == 16:  # a float16 result (held in float32) is rounded before it converts
+            v = bld.fpext(bld.fptrunc(v, vector_of(F16, lanes)), v.type)
         if src.is_float and dst.is_float:
             st, dt_ = compute_type(src), compute_type(dst)
             if st != dt_:

@@ -29,10 +29,16 @@ def _softmax(ctx: OpContext, x: Tensor) -> Tensor:
     def shifted(i: Sequence[Expr]) -> Expr:
         return x[tuple(i)] - m[reduced_index(i, axes, True)]
 
-    s = reduce_stage(x, axes, _ir.sum, lambda i: _ir.exp(shifted(i)), ctx.name("_sum"), True)
+    # float16 sums accumulate in float32 and round once, as numpy's half-precision reductions do.
+    acc = "float32" if x.dtype.name == "float16" else x.dtype
+    s = reduce_stage(x, axes, _ir.sum, lambda i: cast(acc, _ir.exp(shifted(i))), ctx.name("_sum"), True)
+
+    def total(i: Sequence[Expr]) -> Expr:
+        return cast(x.dtype, s[reduced_index(i, axes, True)])
+
     if ctx.node.op == "LogSoftmax":
-        return compute(x.shape, lambda *i: shifted(i) - _ir.log(s[reduced_index(i, axes, True)]), name=ctx.name())
-    return compute(x.shape, lambda *i: _ir.exp(shifted(i)) / s[reduced_index(i, axes, True)], name=ctx.name())
+        return compute(x.shape, lambda *i: shifted(i) - _ir.log(total(i)), name=ctx.name())
+    return compute(x.shape, lambda *i: _ir.exp(shifted(i)) / total(i), name=ctx.name())
 
 
 def _hardmax(ctx: OpContext, x: Tensor) -> Tensor:
