@@ -21,7 +21,7 @@ NP_TO_ONNX = {np.dtype(k): v for k, v in (("float32", TensorProto.FLOAT), ("floa
 
 
 def one_node_model(op: str, inputs: list[np.ndarray], out_dtype, opset: int = 21, constant: bool = False,
-                   n_outputs: int = 1, **attrs) -> onnx.ModelProto:
+                   n_outputs: int = 1, **attrs) -> onnx.ModelProto:  # out_dtype: one dtype, or one per output
     """A model of one `op` node; with `constant`, the inputs are initializers (so ember folds the node). The
     declared output shape is the inputs' broadcast shape (the first input's where they do not broadcast)."""
     names = [f"x{k}" for k in range(len(inputs))]
@@ -34,7 +34,8 @@ def one_node_model(op: str, inputs: list[np.ndarray], out_dtype, opset: int = 21
     vis = [helper.make_tensor_value_info(n, NP_TO_ONNX[a.dtype], a.shape) for n, a in zip(names, inputs)]
     graph = helper.make_graph(
         [node], "g", [] if constant else vis,
-        [helper.make_tensor_value_info(o, NP_TO_ONNX[np.dtype(out_dtype)], out_shape) for o in outs],
+        [helper.make_tensor_value_info(o, NP_TO_ONNX[np.dtype(t)], out_shape)
+         for o, t in zip(outs, out_dtype if isinstance(out_dtype, (list, tuple)) else [out_dtype] * n_outputs)],
         initializer=[numpy_helper.from_array(a, n) for n, a in zip(names, inputs)] if constant else [])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
@@ -171,7 +172,7 @@ def test_old_clip_attributes_and_new_integer_clip():
 
 def test_dropout_is_identity_with_an_all_true_mask():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    y, mask = run_ember(one_node_model("Dropout", [x], "float32", n_outputs=2), [x])
+    y, mask = run_ember(one_node_model("Dropout", [x], ["float32", "bool"], n_outputs=2), [x])
     np.testing.assert_array_equal(y, x)
     assert mask.dtype == np.bool_ and mask.all()
 
