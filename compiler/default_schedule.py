@@ -3,7 +3,8 @@
 Rules, per stage:
 - element-wise intermediates are inlined into their consumers;
 - the innermost spatial axis is split by the vector width and vectorized (lanes read contiguous memory);
-- reductions keep a spatial axis innermost when one exists (matmul-like: i, j.outer, k, j.inner), so the
+- sums of products (matmul, convolution) get a register-blocked tiled schedule (`rules_contraction.py`);
+- other reductions keep a spatial axis innermost when one exists (matmul-like: i, j.outer, k, j.inner), so the
   accumulator stays in vector registers;
 - the outer spatial loops are fused and run in parallel when the stage has enough work to pay for threads.
 """
@@ -13,6 +14,7 @@ from typing import Sequence
 
 from ..ir.expr import Const
 from ..ir.tensor import Tensor
+from .rules_contraction import schedule_contraction
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -33,8 +35,9 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
     for st in sch.stages:
         if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1:
             st.compute_inline()
-    for st in sch.stages:
-        if st.attach.kind == "root":
+    for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
+        lanes = vector_lanes(target, st.op.outputs[0].dtype.itemsize)
+        if st.attach.kind == "root" and not schedule_contraction(st, lanes):
             schedule_stage(st, target)
     return sch
 
