@@ -15,7 +15,7 @@ from .common import as_int_dims, dim_value, normalize_axis, read_broadcast, same
 from .elementwise import FLOATS, NUMBERS, check_dtype, check_same_dtype
 from .nn_conv import accumulator
 from .nn_norm import stash_dtype
-from .reduce_scan import _scalar_const
+from .reduce_scan import cumulative, scalar_const
 
 
 @register("RMSNormalization", since=23, kind="reduction")
@@ -72,24 +72,9 @@ def swiglu(ctx: OpContext, a: Tensor, b: Tensor) -> Tensor:
 
 @register("CumProd", since=26, kind="reduction")
 def cumprod(ctx: OpContext, x: Tensor, axis_input: Tensor) -> Tensor:
-    """out[j] = product of x[m] for m <= j along the axis (m < j when exclusive; m >= j / m > j when reversed),
-    a masked product over the whole axis like CumSum's: one parallel stage, O(n^2) per line. An empty product
-    (the first exclusive element) is 1."""
+    """Like CumSum (a masked product over the whole axis); an empty product (the first exclusive element) is 1."""
     check_dtype(ctx, x, NUMBERS)
-    axis = normalize_axis(ctx, _scalar_const(ctx, 1, "axis"), x.ndim)
-    exclusive, reverse = bool(ctx.attr("exclusive", 0)), bool(ctx.attr("reverse", 0))
-    m = ember.reduce_axis(x.shape[axis], "m")
-
-    def body(*i: Expr) -> Expr:
-        j = i[axis]
-        # `m <= j - 1`, not `m < j`: the latter trips a codegen bug (vectorized loop with lane-varying extent).
-        keep = {(False, False): m.var <= j, (True, False): m.var <= j - 1,
-                (False, True): m.var >= j, (True, True): m.var > j}[(exclusive, reverse)]
-        index = list(i)
-        index[axis] = m.var
-        return ember.prod(x[tuple(index)], axis=m, where=keep)
-
-    return ember.compute(x.shape, body, name=ctx.name())
+    return cumulative(ctx, x, ember.prod)
 
 
 # ---- windows -------------------------------------------------------------------------------------------------------
@@ -97,7 +82,7 @@ def cumprod(ctx: OpContext, x: Tensor, axis_input: Tensor) -> Tensor:
 def _window(ctx: OpContext, terms: Callable[[Expr], Expr]) -> Tensor:
     """A window of `size` (a constant input) points: terms(phase) with phase = 2*pi*n/N, where N is size when
     periodic and size - 1 when symmetric. Evaluated in float64, then cast to output_datatype."""
-    size = _scalar_const(ctx, 0, "size")
+    size = scalar_const(ctx, 0, "size")
     if size < 0:
         raise ctx.error(f"size {size} must be non-negative")
     code = int(ctx.attr("output_datatype", 1))

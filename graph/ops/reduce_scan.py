@@ -12,7 +12,7 @@ from ..registry import OpContext, register
 from .common import dim_value, normalize_axis
 
 
-def _scalar_const(ctx: OpContext, i: int, what: str) -> int:
+def scalar_const(ctx: OpContext, i: int, what: str) -> int:
     value = ctx.const(i, what)
     if value.size != 1:
         raise ctx.error(f"{what} must hold one value, got shape {tuple(value.shape)}")
@@ -21,11 +21,16 @@ def _scalar_const(ctx: OpContext, i: int, what: str) -> int:
 
 @register("CumSum", since=11, kind="reduction")
 def cumsum(ctx: OpContext, x: Tensor, axis_input: Tensor) -> Tensor:
-    """out[j] = sum of x[m] for m <= j along the axis (m < j when exclusive; m >= j / m > j when reversed): a
-    masked reduction over the whole axis, O(n^2) per line, which keeps it one parallel stage."""
     if x.dtype.is_bool:
         raise ctx.error("CumSum does not take bool input")
-    axis = normalize_axis(ctx, _scalar_const(ctx, 1, "axis"), x.ndim)
+    return cumulative(ctx, x, _ir.sum)
+
+
+def cumulative(ctx: OpContext, x: Tensor, combiner) -> Tensor:
+    """out[j] = combiner of x[m] for m <= j along the axis given by input 1 (m < j when exclusive; m >= j / m > j
+    when reversed): a masked reduction over the whole axis, O(n^2) per line, which keeps it one parallel stage.
+    CumSum and CumProd share it."""
+    axis = normalize_axis(ctx, scalar_const(ctx, 1, "axis"), x.ndim)
     exclusive, reverse = bool(ctx.attr("exclusive", 0)), bool(ctx.attr("reverse", 0))
     m = reduce_axis(x.shape[axis], "m")
 
@@ -36,7 +41,7 @@ def cumsum(ctx: OpContext, x: Tensor, axis_input: Tensor) -> Tensor:
                 (False, True): m.var >= j, (True, True): m.var > j}[(exclusive, reverse)]
         index = list(i)
         index[axis] = m.var
-        return _ir.sum(x[tuple(index)], axis=m, where=keep)
+        return combiner(x[tuple(index)], axis=m, where=keep)
 
     return compute(x.shape, body, name=ctx.name())
 
@@ -47,7 +52,7 @@ def _topk(ctx: OpContext, x: Tensor, k_input: Tensor | None = None) -> tuple[Ten
     if x.dtype.is_bool:
         raise ctx.error("TopK does not take bool input")
     axis = normalize_axis(ctx, int(ctx.attr("axis", -1)), x.ndim)
-    k = int(ctx.attr("k")) if ctx.opset < 10 else _scalar_const(ctx, 1, "k")
+    k = int(ctx.attr("k")) if ctx.opset < 10 else scalar_const(ctx, 1, "k")
     largest = bool(ctx.attr("largest", 1))
     n = x.shape[axis]
     if k < 0 or (dim_value(n) is not None and k > dim_value(n)):
