@@ -1,0 +1,142 @@
+"""Register-blocked CPU schedule for contractions: stages whose body is a sum of a product of two operands
+(matmul, batched matmul, Gemm, direct convolution).
+
+The output is tiled into (rows x cols) blocks; each block is accumulated in a local buffer (`cache_write`) whose
+micro-kernel keeps rows x (`cols` / lanes) vector accumulators in registers: reduction loops outside,
+rows unrolled, the column vector unrolled and vectorized. The `col` axis is the innermost spatial axis (the one the
+contiguous operand and the output walk along); the `row` axis is a spatial axis that operand does not read, so
+the other operand supplies one broadcast scalar per row. When the column operand is a plain input read by loop
+variables (matmul), a panel of it is copied into a contiguous local buffer per block of rows and reduction chunk:
+its strided rows would otherwise conflict in the caches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
+from ..ir.tensor import PlaceholderOp, Reduce, TensorRead
+from .schedule import Axis, Stage
+
+# (column tile in vectors, rows per micro-kernel): 8 vector accumulators plus operands fit the 16 AVX2 registers.
+# The first tile that divides the column extent wins (no tail); otherwise the first.
+MICRO_TILES = ((2, 4), (1, 8))
+ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
+K_CHUNK = 256  # reduction chunk of a packed panel: ROW_BLOCK x K_CHUNK of the row operand stays in L2
+MIN_WORK = 1 << 16
+PARALLEL_MIN_TRIPS = 4  # the outermost tile loop with this many iterations runs in parallel  # smaller contractions keep the generic schedule (a tile would be mostly tail)
+
+
+@dataclass
+class Contraction:
+    """The roles of a stage's axes in a sum of products."""
+
+    row: Axis
+    col: Axis
+    outer: list[Axis]
+    reduce: list[Axis]
+    packable: "TensorRead | None"  # the column operand, when it can be copied into a panel
+
+
+def _strip(e: Expr) -> Expr:
+    while isinstance(e, Cast) and e.dtype.is_float and e.value.dtype.is_float:
+        e = e.value
+    return e
+
+
+def match(st: Stage) -> "Contraction | None":
+    """Recognise `sum(a * b)` over constant-extent axes where one operand walks the innermost spatial axis and
+    the other walks a different spatial axis."""
+    op = st.op
+    if len(op.body) != 1 or not isinstance(op.body[0], Reduce) or not op.outputs[0].dtype.is_float:
+        return None
+    red: Reduce = op.body[0]
+    prod = _strip(red.sources[0])
+    if red.combiner != "sum" or not (isinstance(red.where, Const) and red.where.value):
+        return None
+    if not (isinstance(prod, Binary) and prod.op == "mul"):
+        return None
+    if any(not isinstance(ax.extent, Const) for ax in st.root_axes) or len(op.axis) < 2:
+        return None
+    spatial = st.root_axes[:len(op.axis)]
+    var_of = {iv.var: ax for iv, ax in zip(op.axis, spatial)}
+    col_iv = op.axis[-1].var
+    uses = [free_vars(prod.a), free_vars(prod.b)]
+    if col_iv in uses[0] and col_iv not in uses[1]:
+        col_side, row_side = uses[0], uses[1]
+        col_operand = _strip(prod.a)
+    elif col_iv in uses[1] and col_iv not in uses[0]:
+        col_side, row_side = uses[1], uses[0]
+        col_operand = _strip(prod.b)
+    else:
+        return None
+    rows = [iv.var for iv in op.axis[:-1] if iv.var in row_side and iv.var not in col_side]
+    if not rows:
+        return None
+    row, col = var_of[rows[-1]], spatial[-1]
+    outer = [ax for ax in spatial if ax is not row and ax is not col]
+    reduce = st.root_axes[len(op.axis):]
+    packable = col_operand if _plain_input_read(col_operand, col_iv) and len(reduce) == 1 else None
+    return Contraction(row, col, outer, list(reduce), packable)
+
+
+def _plain_input_read(e: Expr, col: Var) -> bool:
+    """An input read by bare loop variables, walking `col` along its last dimension: its panel is a copy."""
+    return isinstance(e, TensorRead) and isinstance(e.tensor.op, PlaceholderOp) and e.indices[-1] is col \
+        and all(isinstance(i, (Var, Const)) for i in e.indices)
+
+
+def _work(st: Stage) -> int:
+    total = 1
+    for ax in st.root_axes:
+        total *= ax.extent.value
+    return total
+
+
+def schedule_contraction(st: Stage, lanes: int) -> bool:
+    """Apply the register-blocked schedule to a root stage; False (nothing done) when the stage does not match."""
+    c = match(st)
+    # Direct convolutions match too, but measured no faster than the generic schedule (their column operand
+    # cannot be packed and short output rows leave masked tails), so only packable (matmul-like) stages take it.
+    if c is None or c.packable is None or _work(st) < MIN_WORK or c.col.extent.value < lanes:
+        return False
+    cols = c.col.extent.value
+    vectors, micro = next((t for t in MICRO_TILES if cols % (t[0] * lanes) == 0), MICRO_TILES[0])
+    nj = vectors * lanes
+    pack = c.packable is not None and c.row.extent.value >= 2 * micro
+    mb = ROW_BLOCK if pack else micro
+    sch = st.schedule
+    out = st.op.outputs[0]
+    local = sch.cache_write(out, "local")
+    panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
+    # The write-back stage (st) now has the spatial axes only, under the same names.
+    row, col = st.axis(c.row.name), st.axis(c.col.name)
+    ro, co, ri, ci = st.tile(row, col, mb, nj)
+    outer = [st.axis(a.name) for a in c.outer]
+    st.reorder(*outer, co, ro)
+    lst = sch[local]
+    lst.compute_at(st, ro)
+    # One parallel loop, not a fusion: a fused index hides the tile bounds from the region guards of the cache
+    # stages, which then stay in the micro-kernel.
+    st.parallel(next((ax for ax in (*outer, co) if ax.extent.value >= PARALLEL_MIN_TRIPS), co))
+    cvo, cvi = st.split(ci, lanes)
+    st.vectorize(cvi)
+    # The micro-kernel: (column tile, [reduction chunk], row block) outside, reductions, then rows x vectors.
+    l_outer = [lst.axis(a.name) for a in c.outer]
+    l_row, l_col = lst.axis(c.row.name), lst.axis(c.col.name)
+    l_red = [lst.axis(a.name) for a in c.reduce]
+    r_blk, r_in = lst.split(l_row, micro)
+    c_blk, c_rest = lst.split(l_col, nj)
+    c_vec, c_lane = lst.split(c_rest, lanes)
+    if pack:
+        k_chunk, k_in = lst.split(l_red[0], min(K_CHUNK, l_red[0].extent.value))
+        lst.reorder(*l_outer, c_blk, k_chunk, r_blk, k_in, r_in, c_vec, c_lane)
+        pst = sch[panel]
+        pst.compute_at(lst, k_chunk)
+        _, p_lane = pst.split(pst.leaf[-1], lanes)
+        pst.vectorize(p_lane)
+    else:
+        lst.reorder(*l_outer, c_blk, r_blk, *l_red, r_in, c_vec, c_lane)
+    lst.unroll(r_in)
+    lst.unroll(c_vec)
+    lst.vectorize(c_lane)
+    return True
