@@ -9,7 +9,7 @@ from llvmlite import ir
 
 from ...ir.expr import Expr, Var, free_vars
 from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store, walk_stmts
-from ...ir.expr import walk
+from ...ir.expr import Binary, walk
 from .exprs import CodegenError, ExprEmitter
 from .types import I1, I32, I64, PTR, VOID, compute_type, storage_type
 
@@ -74,7 +74,7 @@ class LLVMCodegen(ExprEmitter):
         bld = self.builder
         buf = s.buffer
         st = storage_type(buf.dtype)
-        value = self.emit(s.value)
+        value = self._accumulation(s) or self.emit(s.value)
         kind, idx = self._access(buf, s.index)
         base = self._ptr(buf)
         align = buf.dtype.itemsize
@@ -143,6 +143,20 @@ class LLVMCodegen(ExprEmitter):
                     self.stmt(s.then)
                 with otherwise:
                     self.stmt(s.otherwise)
+
+    def _accumulation(self, s: Store) -> "ir.Value | None":
+        """`buf[i] = buf[i] + x * y` (a sum-of-products reduction step) as one fused multiply-add where the CPU
+        has FMA. Only accumulations are contracted: their summation order already differs from numpy's, while
+        element-wise `x * y + z` keeps numpy's two roundings."""
+        v = s.value
+        if not (isinstance(v, Binary) and v.op == "add" and v.dtype.is_float and v.dtype.bits in (32, 64)):
+            return None
+        acc, prod = (v.a, v.b) if isinstance(v.a, Load) and v.a.buffer is s.buffer else (v.b, v.a)
+        if not (isinstance(acc, Load) and acc.buffer is s.buffer and isinstance(prod, Binary) and prod.op == "mul"
+                and prod.dtype == v.dtype):
+            return None
+        x, y, a = self.unify(self.emit(prod.a), self.emit(prod.b), self.emit(acc))
+        return self.builder.call(self.intrinsic("llvm.fmuladd", x.type, [x.type] * 3, [x.type]), [x, y, a])
 
     def allocate(self, s: Allocate) -> None:
         buf = s.buffer
