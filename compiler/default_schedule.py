@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..ir.expr import Const
 from ..ir.tensor import Tensor
-from .rules_contraction import schedule_contraction
+from .rules_contraction import MATERIALIZE, schedule_contraction
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -33,7 +33,7 @@ def vector_lanes(target: Target, itemsize: int) -> int:
 def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedule:
     sch = Schedule(outputs)
     for st in sch.stages:
-        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1:
+        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
             st.compute_inline()
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
         lanes = vector_lanes(target, st.op.outputs[0].dtype.itemsize)

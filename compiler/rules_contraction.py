@@ -17,6 +17,8 @@ from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
 from ..ir.tensor import PlaceholderOp, Reduce, TensorRead
 from .schedule import Axis, Stage
 
+MATERIALIZE = "materialize"  # compute tag: a layout transform (im2col) stored once, not inlined into its reader
+
 # (column tile in vectors, rows per micro-kernel): 8 vector accumulators plus operands fit the 16 AVX2 registers.
 # The first tile that divides the column extent wins (no tail); otherwise the first.
 MICRO_TILES = ((2, 4), (1, 8))
@@ -80,9 +82,11 @@ def match(st: Stage) -> "Contraction | None":
 
 
 def _plain_input_read(e: Expr, col: Var) -> bool:
-    """An input read by bare loop variables, walking `col` along its last dimension: its panel is a copy."""
-    return isinstance(e, TensorRead) and isinstance(e.tensor.op, PlaceholderOp) and e.indices[-1] is col \
-        and all(isinstance(i, (Var, Const)) for i in e.indices)
+    """An input (or a stored layout transform such as im2col) read by bare loop variables, walking `col` along its
+    last dimension: its panel is a copy."""
+    stored = isinstance(e, TensorRead) and (isinstance(e.tensor.op, PlaceholderOp)
+                                            or getattr(e.tensor.op, "tag", "") == MATERIALIZE)
+    return stored and e.indices[-1] is col and all(isinstance(i, (Var, Const)) for i in e.indices)
 
 
 def _work(st: Stage) -> int:

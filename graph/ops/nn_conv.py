@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 from ... import ir as E
 from ...ir.dtype import DType, float16, float32, int32
 from ...ir.expr import Expr, all_of, const
+from ...compiler.default_schedule import MATERIALIZE
 from ...ir.tensor import Tensor
 from ..registry import OpContext, register
 from .common import as_int_dims, dim_value, same_dim
@@ -75,10 +76,41 @@ def conv(ctx: OpContext, x: Tensor, w: Tensor, b: "Tensor | None" = None) -> Ten
     if not x.dtype.is_float or w.dtype != x.dtype:
         raise ctx.error(f"Conv needs float input and weight of one dtype, got {x.dtype} and {w.dtype}")
     acc = accumulator(x.dtype)
+    if _as_matmul(ctx, x, w):
+        return add_bias(ctx, conv_as_matmul(ctx, x, w), b, x.dtype)
     final = b is None and acc == x.dtype
     out = conv_sum(ctx, x, w, lambda i: E.cast(acc, x[tuple(i)]), lambda i: E.cast(acc, w[tuple(i)]),
                    ctx.name() if final else ctx.name("_acc"))
     return out if final else add_bias(ctx, out, b, x.dtype)
+
+
+def _as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> bool:
+    """float32 2-D convolutions without groups run as a matrix multiply (the default scheduler's register-blocked
+    contraction): out[n, m, p] = sum_k w[m, k] * col[n, k, p] over k = (channel, tap), p = output pixel."""
+    static = all(dim_value(d) is not None for d in (*x.shape, *w.shape))
+    return x.dtype == float32 and x.ndim == 4 and static and int(ctx.attr("group", 1)) == 1
+
+
+def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
+    """im2col (padding becomes zeros there), a matmul over the flattened (channel, tap) axis, and a view back to
+    (n, m, oh, ow)."""
+    sizes = spatial_dims(ctx, x)
+    _, c_in, m_out, _ = channels(ctx, x, w)
+    win = window(ctx, sizes, kernel_attr(ctx, 2, w.shape[2:]))
+    (kh, kw), (oh, ow) = win.kernel, win.out
+    n, k_len, pixels = dim_value(x.shape[0]), c_in * kh * kw, oh * ow
+
+    def column(b, k, p):
+        c, ry, rx = k // (kh * kw), (k // kw) % kh, k % kw
+        pos = [win.position(0, p // ow, ry), win.position(1, p % ow, rx)]
+        return E.select(win.inside(pos), x[(b, c, *pos)], 0)
+
+    col = E.compute((n, k_len, pixels), column, name=ctx.name("_col"), tag=MATERIALIZE)
+    kk = E.reduce_axis(k_len, "k")
+    prod = E.compute((n, m_out, pixels), lambda b, m, p: E.sum(
+        w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)] * col[b, kk.var, p], axis=kk),
+        name=ctx.name("_mm"))
+    return E.compute((n, m_out, oh, ow), lambda b, m, i, j: prod[b, m, i * ow + j], name=ctx.name("_acc"))
 
 
 def zero_point(ctx: OpContext, zp: "Tensor | None", data: Tensor, per_channel: int, what: str) -> Callable:
