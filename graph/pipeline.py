@@ -9,7 +9,7 @@ from typing import Callable
 from .ir import Graph
 from .passes import (check_outputs, check_supported, eliminate_common_subexpressions, eliminate_dead_code,
                      fold_constants, infer_shapes)
-from .rewrites import fold_batchnorm
+from .rewrites import fold_batchnorm, pretranspose_gemm_weights
 
 GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("check_supported", check_supported),            # every op known at its opset, or one error listing all
@@ -19,6 +19,7 @@ GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("eliminate_dead_code", eliminate_dead_code),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("fold_batchnorm", fold_batchnorm),              # BatchNormalization into the preceding Conv
+    ("pretranspose_gemm_weights", pretranspose_gemm_weights),  # constant Gemm B^T laid out for the matmul
     ("fold_constants", fold_constants),              # what the rewrites made constant
     ("eliminate_dead_code", eliminate_dead_code),
 ]

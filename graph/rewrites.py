@@ -51,3 +51,18 @@ def fold_batchnorm(g: Graph) -> Graph:
         new_outputs.append(r)
     g.outputs = new_outputs
     return g
+
+
+def pretranspose_gemm_weights(g: Graph) -> Graph:
+    """Gemm with transB=1 and a constant B gets B transposed once at compile time, so its matmul reads B along
+    the output's columns, the layout the register-blocked schedule packs (exporters write FC layers this way)."""
+    for node in g.nodes:
+        if node.op != "Gemm" or not node.attrs.get("transB", 0) or len(node.inputs) < 2:
+            continue
+        b = node.inputs[1]
+        if b is None or not b.is_const or b.data.ndim != 2:
+            continue
+        data = np.ascontiguousarray(b.data.T)
+        node.inputs[1] = Value(b.name + "_t", b.dtype, tuple(data.shape), data)
+        node.attrs = {**node.attrs, "transB": 0}
+    return g
