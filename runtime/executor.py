@@ -61,6 +61,9 @@ class CompiledModel:
         self.offsets, self.planned_peak_bytes = plan_memory(temps, steps) if self.static else ({}, 0)
         self._local = threading.local()
         self._const_ptrs = [c.ctypes.data for c in consts]
+        # Per-call work is kept to checks and pointer lists: numpy dtypes and static shapes are resolved once.
+        self._in_np = [(s.dtype.numpy, tuple(s.shape) if s.static else None) for s in inputs]
+        self._out_np = [(s.dtype.numpy, tuple(s.shape) if s.static else None) for s in outputs]
 
     # ---- description ----------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -104,9 +107,13 @@ class CompiledModel:
         if len(args) != len(self.inputs):
             raise TypeError(f"model {self.name!r} takes {len(self.inputs)} inputs ({', '.join(map(repr, names))}), "
                             f"got {len(args)}")
-        return [self._check_input(spec, a) for spec, a in zip(self.inputs, args)]
+        return [self._check_input(spec, a, want) for spec, a, want in zip(self.inputs, args, self._in_np)]
 
-    def _check_input(self, spec: TensorSpec, value: Any) -> np.ndarray:
+    def _check_input(self, spec: TensorSpec, value: Any, want: tuple) -> np.ndarray:
+        dtype, shape = want
+        if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape \
+                and value.flags.c_contiguous:
+            return value  # the common case, checked in one step
         arr = np.asarray(value)
         if arr.dtype != spec.dtype.numpy:
             if arr.dtype.kind == spec.dtype.numpy.kind and np.can_cast(arr.dtype, spec.dtype.numpy, "same_kind") \
@@ -139,13 +146,15 @@ class CompiledModel:
     def _execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         if self.static:
             sizes: dict[str, int] = {}
-            temps = self._arena()
+            temps, temp_ptrs = self._arena()
+            outs = [np.empty(shape, dtype) for dtype, shape in self._out_np]
         else:
             sizes = self._sizes(arrays)
             temps = [np.empty(_concrete(t.shape, sizes), t.dtype.numpy) for t in self.temps]
-        outs = [np.empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
+            temp_ptrs = [t.ctypes.data for t in temps]
+            outs = [np.empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
         ptrs = {"input": [a.ctypes.data for a in arrays], "output": [o.ctypes.data for o in outs],
-                "const": self._const_ptrs, "temp": [t.ctypes.data for t in temps]}
+                "const": self._const_ptrs, "temp": temp_ptrs}
         for step in self.steps:
             size_args = [sizes[v.name] for v in step.kernel.size_vars] if step.kernel.size_vars else []
             if step.kernel.size_vars and not sizes:
@@ -160,7 +169,8 @@ class CompiledModel:
                 result.append(np.array(src, copy=True))
         return result
 
-    def _arena(self) -> list[np.ndarray]:
+    def _arena(self) -> tuple[list[np.ndarray], list[int]]:
+        """This thread's intermediates (views into its arena) and their addresses, made on its first call."""
         views = getattr(self._local, "views", None)
         if views is None:
             raw = np.empty(self.planned_peak_bytes + ALIGN, np.uint8)
@@ -171,7 +181,8 @@ class CompiledModel:
                 views.append(raw[base + off: base + off + n].view(t.dtype.numpy).reshape(t.shape))
             self._local.views = views
             self._local.raw = raw
-        return views
+            self._local.ptrs = [v.ctypes.data for v in views]
+        return views, self._local.ptrs
 
 
 def plan_memory(temps: list[TensorSpec], steps: list[Step]) -> tuple[list[int], int]:
