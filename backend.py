@@ -25,10 +25,11 @@ class EmberRep(BackendRep):
 
     def __init__(self, proto: onnx.ModelProto, model: "CompiledModel | None", target: str):
         self.proto, self.model, self.target = proto, model, target
+        self.input_names = _runtime_inputs(proto)
         self.specialized: dict[bytes, tuple[CompiledModel, list[int]]] = {}
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
-        names = _runtime_inputs(self.proto)
+        names = self.input_names
         if isinstance(inputs, dict):
             arrays = [np.asarray(inputs[n]) for n in names]
         else:
@@ -45,7 +46,8 @@ class EmberRep(BackendRep):
         if key not in self.specialized:
             proto = onnx.ModelProto()
             proto.CopyFrom(self.proto)
-            kept_inputs = [vi for vi in proto.graph.input if vi.name not in {names[k] for k in fixed}]
+            fixed_names = {names[k] for k in fixed}
+            kept_inputs = [vi for vi in proto.graph.input if vi.name not in fixed_names]
             del proto.graph.input[:]
             proto.graph.input.extend(kept_inputs)
             proto.graph.initializer.extend(numpy_helper.from_array(arrays[k], names[k]) for k in fixed)

@@ -36,8 +36,9 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
         if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
             st.compute_inline()
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
-        lanes = vector_lanes(target, st.op.outputs[0].dtype.itemsize)
-        if st.attach.kind == "root" and not schedule_contraction(st, lanes):
+        if st.attach.kind != "root":
+            continue
+        if not schedule_contraction(st, vector_lanes(target, st.op.outputs[0].dtype.itemsize)):
             schedule_stage(st, target)
     return sch
 

@@ -1,5 +1,5 @@
 """Register-blocked CPU schedule for contractions: stages whose body is a sum of a product of two operands
-(matmul, batched matmul, Gemm, direct convolution).
+(matmul, batched matmul, Gemm, convolution lowered through im2col).
 
 The output is tiled into (rows x cols) blocks; each block is accumulated in a local buffer (`cache_write`) whose
 micro-kernel keeps rows x (`cols` / lanes) vector accumulators in registers: reduction loops outside,
@@ -24,8 +24,8 @@ MATERIALIZE = "materialize"  # compute tag: a layout transform (im2col) stored o
 MICRO_TILES = ((2, 4), (1, 8))
 ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 K_CHUNK = 256  # reduction chunk of a packed panel: ROW_BLOCK x K_CHUNK of the row operand stays in L2
-MIN_WORK = 1 << 16
-PARALLEL_MIN_TRIPS = 4  # the outermost tile loop with this many iterations runs in parallel  # smaller contractions keep the generic schedule (a tile would be mostly tail)
+MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
+PARALLEL_MIN_TRIPS = 4  # the outermost tile loop with this many iterations runs in parallel
 
 
 @dataclass
@@ -106,7 +106,7 @@ def schedule_contraction(st: Stage, lanes: int) -> bool:
     cols = c.col.extent.value
     vectors, micro = next((t for t in MICRO_TILES if cols % (t[0] * lanes) == 0), MICRO_TILES[0])
     nj = vectors * lanes
-    pack = c.packable is not None and c.row.extent.value >= 2 * micro
+    pack = c.row.extent.value >= 2 * micro
     mb = ROW_BLOCK if pack else micro
     sch = st.schedule
     out = st.op.outputs[0]

@@ -24,7 +24,7 @@ def compile(model: Any, target: str = "llvm", progress: "Callable[[int, int, str
     from ..graph.model import compile_graph
     from ..runtime.cache import CacheWarning, default_cache
     from ..runtime.saved import SavedModelError, dumps, loads
-    from .onnx_import import import_model, load_model
+    from .onnx_import import import_checked, load_model
 
     proto = load_model(model)
     tgt = parse_target(target)
@@ -38,7 +38,7 @@ def compile(model: Any, target: str = "llvm", progress: "Callable[[int, int, str
             except SavedModelError as err:
                 warnings.warn(f"ember cache: dropping a bad compiled-model entry ({err}); recompiling",
                               CacheWarning, stacklevel=2)
-    compiled = compile_graph(import_model(proto), tgt, progress)
+    compiled = compile_graph(import_checked(proto), tgt, progress)
     if key is not None:
         cache.put(key, dumps(compiled))
     return compiled

@@ -183,6 +183,15 @@ def _binary(op: str, label: str, swap: bool = False):
     return method
 
 
+def _numpy_operator(name: str, swap: bool = False):
+    """An operator whose numpy meaning differs from its ONNX op (true and floor division, remainder): the
+    `ember.jnp` function of that name."""
+    def method(self: "Tensor", other: Any) -> "Tensor":
+        fn = getattr(jnp, name)
+        return fn(other, self) if swap else fn(self, other)
+    return method
+
+
 def _compare(op: str, label: str, negate: bool = False):
     def method(self: "Tensor", other: Any) -> "Tensor":
         if not isinstance(other, (Tensor, np.ndarray, np.generic, bool, int, float)):
@@ -295,23 +304,9 @@ class Tensor:
     __eq__ = _compare("Equal", "equal")  # type: ignore[assignment]
     __ne__ = _compare("Equal", "not_equal", negate=True)  # type: ignore[assignment]
 
-    def __truediv__(self, other: Any) -> "Tensor":
-        return jnp.divide(self, other)
-
-    def __rtruediv__(self, other: Any) -> "Tensor":
-        return jnp.divide(other, self)
-
-    def __floordiv__(self, other: Any) -> "Tensor":
-        return jnp.floor_divide(self, other)
-
-    def __rfloordiv__(self, other: Any) -> "Tensor":
-        return jnp.floor_divide(other, self)
-
-    def __mod__(self, other: Any) -> "Tensor":
-        return jnp.remainder(self, other)
-
-    def __rmod__(self, other: Any) -> "Tensor":
-        return jnp.remainder(other, self)
+    __truediv__, __rtruediv__ = _numpy_operator("divide"), _numpy_operator("divide", swap=True)
+    __floordiv__, __rfloordiv__ = _numpy_operator("floor_divide"), _numpy_operator("floor_divide", swap=True)
+    __mod__, __rmod__ = _numpy_operator("remainder"), _numpy_operator("remainder", swap=True)
 
     def __matmul__(self, other: Any) -> "Tensor":
         return apply("MatMul", self, other, label="matmul")

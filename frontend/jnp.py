@@ -46,16 +46,26 @@ abs, sign, relu, negative = (_unary(op, False) for op in ("Abs", "Sign", "Relu",
 absolute = abs
 
 
-def add(x: Any, y: Any) -> Tensor:
-    return apply("Add", x, y, label="add")
+def _binary(op: str, label: str, name: str, dtype: "np.dtype | None" = None):
+    """numpy's `name(x, y)` as the ONNX op `op` over the promoted operands (or over `dtype`)."""
+    def fn(x: Any, y: Any) -> Tensor:
+        return apply(op, x, y, dtype=dtype, label=label)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise ONNX {op} with numpy broadcasting."
+    return fn
 
 
-def subtract(x: Any, y: Any) -> Tensor:
-    return apply("Sub", x, y, label="sub")
-
-
-def multiply(x: Any, y: Any) -> Tensor:
-    return apply("Mul", x, y, label="mul")
+add = _binary("Add", "add", "add")
+subtract = _binary("Sub", "sub", "subtract")
+multiply = _binary("Mul", "mul", "multiply")
+power, matmul = _binary("Pow", "pow", "power"), _binary("MatMul", "matmul", "matmul")
+maximum, minimum = _binary("Max", "maximum", "maximum"), _binary("Min", "minimum", "minimum")
+equal, less, greater = (_binary(op, name, name) for op, name in (("Equal", "equal"), ("Less", "less"),
+                                                                  ("Greater", "greater")))
+less_equal = _binary("LessOrEqual", "less_equal", "less_equal")
+greater_equal = _binary("GreaterOrEqual", "greater_equal", "greater_equal")
+logical_and, logical_or, logical_xor = (_binary(op, op.lower(), f"logical_{op.lower()}", np.dtype(bool))
+                                        for op in ("And", "Or", "Xor"))
 
 
 def divide(x: Any, y: Any) -> Tensor:
@@ -80,56 +90,8 @@ def remainder(x: Any, y: Any) -> Tensor:
     return apply("Mod", a, b, attrs={"fmod": 0}, label="mod")
 
 
-def power(x: Any, y: Any) -> Tensor:
-    return apply("Pow", x, y, label="pow")
-
-
-def maximum(x: Any, y: Any) -> Tensor:
-    return apply("Max", x, y, label="maximum")
-
-
-def minimum(x: Any, y: Any) -> Tensor:
-    return apply("Min", x, y, label="minimum")
-
-
-def matmul(x: Any, y: Any) -> Tensor:
-    return apply("MatMul", x, y, label="matmul")
-
-
-def equal(x: Any, y: Any) -> Tensor:
-    return apply("Equal", x, y, label="equal")
-
-
 def not_equal(x: Any, y: Any) -> Tensor:
     return logical_not(equal(x, y))
-
-
-def less(x: Any, y: Any) -> Tensor:
-    return apply("Less", x, y, label="less")
-
-
-def less_equal(x: Any, y: Any) -> Tensor:
-    return apply("LessOrEqual", x, y, label="less_equal")
-
-
-def greater(x: Any, y: Any) -> Tensor:
-    return apply("Greater", x, y, label="greater")
-
-
-def greater_equal(x: Any, y: Any) -> Tensor:
-    return apply("GreaterOrEqual", x, y, label="greater_equal")
-
-
-def logical_and(x: Any, y: Any) -> Tensor:
-    return apply("And", x, y, dtype=np.dtype(bool), label="and")
-
-
-def logical_or(x: Any, y: Any) -> Tensor:
-    return apply("Or", x, y, dtype=np.dtype(bool), label="or")
-
-
-def logical_xor(x: Any, y: Any) -> Tensor:
-    return apply("Xor", x, y, dtype=np.dtype(bool), label="xor")
 
 
 def logical_not(x: Any) -> Tensor:

@@ -68,8 +68,12 @@ def opsets(model) -> dict[str, int]:
 
 def import_model(model: Any, name: str = "") -> Graph:
     """The graph of an ONNX model (path, bytes or ModelProto)."""
-    model = load_model(model)
-    return import_graph(model.graph, opsets(model), name or model.graph.name or "model")
+    return import_checked(load_model(model), name)
+
+
+def import_checked(proto, name: str = "") -> Graph:
+    """The graph of a ModelProto that `load_model` has already read and checked."""
+    return import_graph(proto.graph, opsets(proto), name or proto.graph.name or "model")
 
 
 def import_graph(graph, versions: dict[str, int], name: str) -> Graph:

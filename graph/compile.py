@@ -3,35 +3,13 @@ become placeholders, results that leave the partition become kernel outputs) and
 default schedule, through the artifact cache."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
 from ..compiler.build import build
 from ..ir.structural import topo_ops
 from ..ir.tensor import PlaceholderOp, Tensor
 from ..runtime.kernel import Kernel
 from .ir import Value
-from .lower import lower_group, materialize, placeholder_for, safe_name
+from .lower import lower_node, materialize, placeholder_for, safe_name
 from .partition import Partition
-
-
-@dataclass(eq=False)
-class CompiledPartition:
-    partition: Partition
-    kernel: Kernel
-
-    @property
-    def inputs(self) -> list[Value]:
-        return self.partition.inputs
-
-    @property
-    def outputs(self) -> list[Value]:
-        return self.partition.outputs
-
-    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self.kernel(*arrays)
-        return list(result) if isinstance(result, tuple) else [result]
 
 
 def kernel_name(part: Partition) -> str:
@@ -42,9 +20,10 @@ def kernel_name(part: Partition) -> str:
     return safe_name("_".join(ops[:4]).lower())
 
 
-def build_partition(part: Partition, target, name: str = "") -> CompiledPartition:
-    """Stages are named after their node's op and position (`conv0`, `relu1_0`), not the model's value names, so
-    partitions that compute the same thing share one cache key and one compiled kernel (ResNet's repeated blocks).
+def build_partition(part: Partition, target, name: str = "") -> Kernel:
+    """The partition's kernel (arguments: its inputs, then its outputs). Stages are named after their node's op
+    and position (`conv0`, `relu1_0`), not the model's value names, so partitions that compute the same thing
+    share one cache key and one compiled kernel (ResNet's repeated blocks).
     The model's names stay in the partition's description for errors and profiles."""
     env: dict[Value, Tensor] = {}
     args: list[Tensor] = []
@@ -55,7 +34,7 @@ def build_partition(part: Partition, target, name: str = "") -> CompiledPartitio
         args.append(ph)
     named = {id(t.op) for t in args}
     for k, node in enumerate(part.nodes):
-        lower_group([node], env)
+        lower_node(node, env)
         made = [op for op in topo_ops([env[v] for v in node.outputs if v in env]) if id(op) not in named]
         for j, op in enumerate(made):
             op.name = f"{node.op.lower()}{k}" + (f"_{j}" if len(made) > 1 else "")
@@ -67,5 +46,4 @@ def build_partition(part: Partition, target, name: str = "") -> CompiledPartitio
             t = materialize(t, f"out{k}")
         seen.add(id(t))
         args.append(t)
-    return CompiledPartition(part, build(args[len(part.inputs):], args, target=target,
-                                         name=name or kernel_name(part)))
+    return build(args[len(part.inputs):], args, target=target, name=name or kernel_name(part))

@@ -26,5 +26,5 @@ def evaluate_node(node: Node, arrays: "list[np.ndarray | None] | None" = None) -
         return [as_array(d, v.dtype) for v, d in zip(node.outputs, outs)]
     from .compile import build_partition
     part = Partition([node], [v for v in node.inputs if v is not None and v.is_const], list(node.outputs))
-    kernel = build_partition(part, "llvm", name=f"fold_{node.op}")
-    return list(kernel.run([v.data for v in part.inputs]))
+    result = build_partition(part, "llvm", name=f"fold_{node.op}")(*[v.data for v in part.inputs])
+    return list(result) if isinstance(result, tuple) else [result]

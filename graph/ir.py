@@ -9,9 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..ir.dtype import DType
-from ..ir.expr import Expr
-
-Dim = "int | Expr"
 
 
 @dataclass(eq=False)

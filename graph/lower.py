@@ -1,7 +1,7 @@
 """From graph nodes to tensor IR: each node's registered lowering is applied to the tensors of its inputs.
 
-Used twice: with placeholder inputs, to infer one node's output shapes and dtypes; and over a fused group of
-nodes, where producers hand their compute tensors straight to consumers, to build one kernel's definition."""
+Used twice: with placeholder inputs, to infer one node's output shapes and dtypes; and over the nodes of a fused
+partition, where producers hand their compute tensors straight to consumers, to build one kernel's definition."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -63,12 +63,11 @@ def plain_shape(shape: Sequence) -> tuple:
     return tuple(int(d.value) if isinstance(d, Const) else d for d in shape)
 
 
-def lower_group(nodes: Sequence[Node], env: dict[Value, Tensor]) -> None:
-    """Lower `nodes` in order, reading inputs from and writing outputs to `env`."""
-    for node in nodes:
-        outs = apply(node, [env[v] if v is not None else None for v in node.inputs])
-        for v, t in zip(node.outputs, outs):
-            env[v] = t
+def lower_node(node: Node, env: dict[Value, Tensor]) -> None:
+    """Lower `node`, reading its inputs from and writing its outputs to `env`."""
+    outs = apply(node, [env[v] if v is not None else None for v in node.inputs])
+    for v, t in zip(node.outputs, outs):
+        env[v] = t
 
 
 def materialize(t: Tensor, name: str) -> Tensor:

@@ -38,7 +38,7 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
             if v.is_const:
                 slots[v] = ("const", len(consts))
                 consts.append(v.data)
-            elif v in graph_outs and graph_outs[v] not in {k for kind, k in slots.values() if kind == "output"}:
+            elif v in graph_outs:
                 slots[v] = ("output", graph_outs[v])
             else:
                 slots[v] = ("temp", len(temps))
@@ -49,9 +49,8 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
     for k, part in enumerate(parts):
         if progress is not None:
             progress(k, len(parts), part.describe())
-        compiled = build_partition(part, tgt)
         args = [slot_of(v) for v in part.inputs] + [slot_of(v) for v in part.outputs]
-        steps.append(Step(compiled.kernel, args, part.describe()))
+        steps.append(Step(build_partition(part, tgt), args, part.describe()))
     for v in g.outputs:
         output_slots.append(slot_of(v))
     log.info("compiled model %s: %d kernels in %.2fs", g.name, len(steps), time.perf_counter() - start)

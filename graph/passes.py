@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .evaluate import evaluate_node
 from .ir import Graph, Node, Value
 from .lower import infer, opdef_of
 from .registry import OpError
@@ -19,11 +20,10 @@ def _static(v: Value) -> bool:
 def infer_shapes(g: Graph) -> Graph:
     """Give every value its dtype and shape (the ops' lowerings are the shape rules), folding constant nodes on
     the way: a Reshape whose shape comes from Shape(x) can only be inferred once that Shape is folded."""
-    from .evaluate import evaluate_node
     kept: list[Node] = []
     for node in g.nodes:
         infer(node)
-        if not _fold(node, evaluate_node):
+        if not _fold(node):
             kept.append(node)
     g.nodes = kept
     return g
@@ -49,12 +49,11 @@ def check_outputs(g: Graph) -> Graph:
 def fold_constants(g: Graph) -> Graph:
     """Evaluate nodes whose inputs are all constant (and shape queries of static shapes). Ops with a numpy folder
     run it; the others are compiled and run once, so every op folds with its own semantics."""
-    from .evaluate import evaluate_node
-    g.nodes = [node for node in g.nodes if not _fold(node, evaluate_node)]
+    g.nodes = [node for node in g.nodes if not _fold(node)]
     return g
 
 
-def _fold(node: Node, evaluate_node) -> bool:
+def _fold(node: Node) -> bool:
     ins = [v for v in node.inputs if v is not None]
     if all(v.is_const for v in ins) and _foldable(node):
         results = evaluate_node(node)
@@ -77,7 +76,7 @@ def _foldable(node: Node) -> bool:
 
 def eliminate_dead_code(g: Graph) -> Graph:
     """Drop nodes none of whose outputs reach a graph output."""
-    live = {v for v in g.outputs}
+    live = set(g.outputs)
     kept: list[Node] = []
     for node in reversed(g.nodes):
         if any(v in live for v in node.outputs):

@@ -58,7 +58,7 @@ class CompiledModel:
         self.consts, self.temps, self.steps = consts, temps, steps
         self.output_slots, self.target, self.meta = output_slots, target, meta
         self.static = all(s.static for s in inputs + outputs + temps)
-        self.offsets, self.planned_peak_bytes = plan_memory(temps, steps) if self.static else ({}, 0)
+        self.offsets, self.planned_peak_bytes = plan_memory(temps, steps) if self.static else ([], 0)
         self._local = threading.local()
         self._const_ptrs = [c.ctypes.data for c in consts]
         # Per-call work is kept to checks and pointer lists: numpy dtypes and static shapes are resolved once.
