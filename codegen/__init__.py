@@ -1,6 +1,6 @@
 """Backends as plugins: each turns loop IR into something loadable for one target kind.
 
-A backend implements `compile` (loop IR -> artifact parts, cached by the caller), `load` (artifact -> a callable
+A backend implements `toolchain` (versions for the cache key), `compile` (loop IR -> artifact parts, cached by the caller), `load` (artifact -> a callable
 taking raw pointers and sizes) and `source` (inspection). Frontends never import a backend directly.
 """
 from __future__ import annotations
@@ -28,6 +28,10 @@ class Backend(Protocol):
     def load(self, parts: dict[str, "bytes | str"], func_args: int, size_vars: int, target: Target) -> Launcher: ...
 
     def source(self, parts: dict[str, "bytes | str"], kind: str, target: Target) -> str: ...
+
+    def toolchain(self, target: Target) -> str:
+        """Versions of every tool that shapes the artifact (compiler, runtime headers): part of the cache key."""
+        ...
 
 
 _FACTORIES: dict[str, Callable[[], Backend]] = {}

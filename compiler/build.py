@@ -45,12 +45,12 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
             raise TypeError(f"build args must be tensors, got {type(t).__name__}")
     backend = get_backend(tgt)
     key = cache_key(ir=structural_key(arg_list), schedule=sch.trace.to_json(), target=tgt.canonical(),
-                    toolchain=_toolchain(tgt), name=name)
+                    toolchain=backend.toolchain(tgt), name=name)
     func_cache: dict[str, object] = {}
 
     def loops():
         if "func" not in func_cache:
-            func_cache["func"] = lower_to_loops(sch, arg_list, name)
+            func_cache["func"] = lower_to_loops(sch, arg_list, name, target=tgt)
         return func_cache["func"]
 
     def compile_artifact() -> bytes:
@@ -109,13 +109,6 @@ def _default_args(sch: Schedule) -> list[Tensor]:
 def _size_vars(args: list[Tensor]):
     from .lower import _size_vars as collect
     return collect(args)
-
-
-def _toolchain(tgt: Target) -> str:
-    if tgt.kind == "llvm":
-        from ..codegen.llvm import versions
-        return versions()
-    return ""
 
 
 def _dump(kernel, folder: Path, backend_kinds: Sequence[str]) -> None:

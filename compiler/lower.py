@@ -29,8 +29,8 @@ class StageLoops:
 
 
 class Lowerer:
-    def __init__(self, sch: Schedule, args: list[Tensor], name: str):
-        self.sch, self.name = sch, name
+    def __init__(self, sch: Schedule, args: list[Tensor], name: str, gpu_loops: bool = False):
+        self.sch, self.name, self.gpu_loops = sch, name, gpu_loops
         self.args = [sch.resolve(t) for t in args]
         self.buffers: dict[Tensor, Buffer] = {}
         self.regions: dict[Stage, list[tuple[Expr, Expr]]] = {}
@@ -69,7 +69,7 @@ class Lowerer:
             if id(st.op) in arg_ops and st.attach.kind != "root":
                 raise ScheduleError(f"stage {st.name!r} is a kernel argument, so it cannot be {st.attach.kind}d")
             for ax in st.all_axes:
-                if ax.loop == "thread":
+                if ax.loop == "thread" and not self.gpu_loops:
                     raise ScheduleError(f"{st.name}.{ax.name} is bound to {ax.thread_tag}, which needs a GPU "
                                         f"target; the llvm target runs loops on CPU cores (use parallel)")
 
@@ -374,6 +374,7 @@ def _size_vars(args: list[Tensor]) -> list[SizeVar]:
     return list(out)
 
 
-def lower(sch: Schedule, args: list[Tensor], name: str = "kernel") -> PrimFunc:
-    """Schedule -> loop IR, before the loop-level passes of the pipeline."""
-    return Lowerer(sch, args, name).lower()
+def lower(sch: Schedule, args: list[Tensor], name: str = "kernel", gpu_loops: bool = False) -> PrimFunc:
+    """Schedule -> loop IR, before the loop-level passes of the pipeline. `gpu_loops` admits loops bound to
+    block/thread indices (targets whose backend maps them to hardware indices)."""
+    return Lowerer(sch, args, name, gpu_loops).lower()

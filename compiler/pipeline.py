@@ -35,9 +35,10 @@ def schedule_for(outputs: "Tensor | Sequence[Tensor] | Schedule", target: Target
 
 
 def lower_to_loops(sch: Schedule, args: Sequence[Tensor], name: str,
-                   on_pass: "Callable[[str, PrimFunc], None] | None" = None) -> PrimFunc:
+                   on_pass: "Callable[[str, PrimFunc], None] | None" = None,
+                   target: "Target | None" = None) -> PrimFunc:
     """Stages 2-3: the scheduled computation as an optimised loop-IR function."""
-    func = lower(sch, list(args), name)
+    func = lower(sch, list(args), name, gpu_loops=target is not None and target.kind != "llvm")
     if on_pass is not None:
         on_pass("lower", func)
     for pass_name, fn in PASSES:

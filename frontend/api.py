@@ -50,10 +50,8 @@ def model_key(proto: Any, target: Any) -> "str | None":
     ops = _external_op_sources(proto)
     if ops is None:
         return None
-    toolchain = ""
-    if target.kind == "llvm":
-        from ..codegen.llvm import versions
-        toolchain = versions()
+    from ..codegen import get_backend
+    toolchain = get_backend(target).toolchain(target)
     return cache_key(kind="compiled-model", model=hashlib.sha256(proto.SerializeToString()).hexdigest(),
                      target=target.canonical(), toolchain=toolchain, ops=ops)
 

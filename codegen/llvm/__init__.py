@@ -16,6 +16,9 @@ class LLVMBackend:
     kind = "llvm"
     source_kinds = ("llvm", "llvm-opt", "asm")
 
+    def toolchain(self, target: Target) -> str:
+        return versions()
+
     def compile(self, func: PrimFunc, target: Target) -> dict[str, "bytes | str"]:
         text = LLVMCodegen(func, target.get("mtriple"), target.get("threads"), target.get("fastmath")).generate()
         opt_ir, obj = optimize(text, target)
