@@ -45,8 +45,8 @@ def _split_point(clause: Expr, var: Var, inner: dict[Var, Expr]) -> "tuple[Expr,
         return None
     terms, c = form
     coef = terms.get(var, 0)
-    if coef <= 0 or var in free_vars(clause.b):
-        return None
+    if coef <= 0 or free_vars(clause.b) & (inner.keys() | {var}):
+        return None  # the split point must be known before the loop starts
     worst = c
     rest: Expr = const(0, INDEX)
     for atom, n in terms.items():

@@ -28,6 +28,12 @@ def opdef_of(node: Node) -> OpDef:
     return found
 
 
+def kind_of(node: Node) -> str:
+    """The node's fusion kind (elementwise, injective, reduction, opaque)."""
+    kind = opdef_of(node).kind
+    return kind(node) if callable(kind) else kind
+
+
 def context(node: Node) -> OpContext:
     return OpContext(node, [v.data if v is not None and v.is_const else None for v in node.inputs])
 

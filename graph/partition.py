@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ir import Graph, Node, Value
-from .lower import opdef_of
+from .lower import kind_of
 
 
 @dataclass(eq=False)
@@ -38,7 +38,7 @@ def fuse(g: Graph) -> list[Partition]:
 
 
 def _is_elementwise(node: Node) -> bool:
-    return opdef_of(node).kind == "elementwise"
+    return kind_of(node) == "elementwise"
 
 
 def _fusable_producer(node: Node, producer: dict[Value, Node], users: dict, graph_outs: set) -> "Node | None":

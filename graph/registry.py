@@ -30,24 +30,25 @@ Folder = Callable[..., "np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray]"]
 
 @dataclass(frozen=True)
 class OpDef:
-    """`kind` steers fusion: elementwise ops join their producer's kernel. `fold`, when given, evaluates the op
+    """`kind` steers fusion: elementwise ops join their producer's kernel; a function of the node decides per node
+    for ops whose attributes change what they are (BatchNormalization in training mode reduces). `fold`, when given, evaluates the op
     on constant numpy inputs at compile time without building a kernel (shape arithmetic, fills); it must agree
     with `lower`, which the tests check."""
     name: str
     since: int
     lower: Lowering
     domain: str = ""
-    kind: str = "opaque"
+    kind: "str | Callable[[Node], str]" = "opaque"
     fold: "Folder | None" = None
 
 
 _REGISTRY: dict[tuple[str, str], list[OpDef]] = {}
 
 
-def register(name: str, since: int = 1, domain: str = "", kind: str = "opaque",
+def register(name: str, since: int = 1, domain: str = "", kind: "str | Callable[[Node], str]" = "opaque",
              fold: "Folder | None" = None) -> Callable[[Lowering], Lowering]:
     """Register the lowering of op `name` for opset versions from `since` (until a later registration)."""
-    if kind not in KINDS:
+    if not callable(kind) and kind not in KINDS:
         raise ValueError(f"op kind {kind!r} is not one of {KINDS}")
 
     def deco(fn: Lowering) -> Lowering:

@@ -50,6 +50,23 @@ def test_elementwise_chain_fuses_into_one_kernel():
     np.testing.assert_allclose(compiled(x)[0], np.maximum(x + b, 0) * b, rtol=1e-6)
 
 
+def test_inference_batchnorm_fuses_but_training_batchnorm_does_not():
+    rng = np.random.default_rng(1)
+    params = [numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.5, n) for n in ("s", "b", "m", "v")]
+    relu = helper.make_node("Relu", ["x"], ["r"], name="relu")
+    infer = model([relu, helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"], name="bn")],
+                  [vi("x", [1, 4, 3, 3])], [vi("y", [1, 4, 3, 3])], params, opset=15)
+    compiled = ember.compile(infer)
+    assert len(compiled.steps) == 1
+    x = rng.standard_normal((1, 4, 3, 3)).astype(np.float32)
+    s, b, m, v = (numpy_helper.to_array(p).reshape(1, 4, 1, 1) for p in params)
+    np.testing.assert_allclose(compiled(x)[0], (np.maximum(x, 0) - m) / np.sqrt(v + 1e-5) * s + b, rtol=1e-5)
+    train = model([relu, helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"], name="bn",
+                                          training_mode=1)],
+                  [vi("x", [1, 4, 3, 3])], [vi("y", [1, 4, 3, 3])], params, opset=15)
+    assert len(fuse(optimize(import_model(train)))) == 2
+
+
 def test_constant_subgraphs_fold_away():
     shape = numpy_helper.from_array(np.int64([2, 3]), "shape")
     m = model([helper.make_node("ConstantOfShape", ["shape"], ["c"], name="fill",

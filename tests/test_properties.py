@@ -403,6 +403,18 @@ def test_rfactor_keeps_where_condition():
                         lambda s: s.rfactor("S", "k"))
 
 
+@pytest.mark.parametrize("n", [1, 8, 37])
+def test_reduction_masked_by_an_inner_vectorized_axis(n):
+    """`where=m < j` with j vectorized: loop partitioning must not split m's loop at a point that depends on the
+    vector lanes (it used to, leaving j's lanes out of scope)."""
+    A = ember.placeholder((3, n), "float32", "A")
+    m = ember.reduce_axis(n, "m")
+    C = ember.compute((3, n), lambda i, j: ember.sum(A[i, m], axis=m, where=m < j), name="C")
+    a = np.random.default_rng(0).random((3, n), dtype=np.float32)
+    expect = np.cumsum(a, axis=1) - a
+    np.testing.assert_allclose(ember.build(C)(a), expect, rtol=1e-5, atol=1e-6)
+
+
 PARTITION_REPRO = """
 import ember
 from ember.compiler.pipeline import lower_to_loops

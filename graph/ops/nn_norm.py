@@ -10,6 +10,7 @@ from ... import ir as E
 from ...ir.dtype import DType, float16, float32, float64
 from ...ir.expr import Expr, const
 from ...ir.tensor import Tensor
+from ..ir import Node
 from ..registry import OpContext, register
 from .common import as_int_dims, dim_value, normalize_axes, normalize_axis, read_broadcast, same_dim
 from .nn_conv import accumulator
@@ -55,7 +56,12 @@ def float_input(ctx: OpContext, x: Tensor) -> None:
         raise ctx.error(f"{ctx.node.op} needs a float input, got {x.dtype}")
 
 
-@register("BatchNormalization", since=1, kind="reduction")
+def _batchnorm_kind(node: Node) -> str:
+    """Inference normalization is element-wise (it fuses into its producer's kernel); training mode reduces."""
+    return "reduction" if node.opset >= 14 and int(node.attrs.get("training_mode", 0)) else "elementwise"
+
+
+@register("BatchNormalization", since=1, kind=_batchnorm_kind)
 def batch_normalization(ctx: OpContext, x: Tensor, scale: Tensor, bias: Tensor, mean: Tensor,
                         var: Tensor) -> "Tensor | tuple[Tensor, ...]":
     """Inference: per-channel (x - mean) / sqrt(var + eps) * scale + bias. training_mode (opset 14+) uses the
