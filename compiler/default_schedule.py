@@ -14,7 +14,8 @@ from typing import Sequence
 
 from ..ir.expr import Const
 from ..ir.tensor import Tensor
-from .rules_contraction import MATERIALIZE, schedule_contraction
+from ..ir.tensor import MATERIALIZE
+from .rules_contraction import schedule_contraction
 from .schedule import Schedule, Stage
 from .target import Target
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
-from ..ir.tensor import PlaceholderOp, Reduce, TensorRead
+from ..ir.tensor import MATERIALIZE, PlaceholderOp, Reduce, TensorRead
 from .schedule import Axis, Stage
 
-MATERIALIZE = "materialize"  # compute tag: a layout transform (im2col) stored once, not inlined into its reader
 
 # (column tile in vectors, rows per micro-kernel): 8 vector accumulators plus operands fit the 16 AVX2 registers.
 # The first tile that divides the column extent wins (no tail); otherwise the first.

@@ -144,6 +144,11 @@ class PlaceholderOp(Operation):
         self.outputs = (Tensor(self, 0, shape, dtype),)
 
 
+# Compute tag: the stage is stored once rather than inlined into its readers (a layout transform such as im2col, or
+# a step that its reader reads several times, where inlining would multiply the work).
+MATERIALIZE = "materialize"
+
+
 class ComputeOp(Operation):
     def __init__(self, name: str, axis: tuple[IterVar, ...], body: tuple[Expr, ...], tag: str = ""):
         self.name, self.axis, self.body, self.tag = name, axis, body, tag

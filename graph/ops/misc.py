@@ -9,7 +9,7 @@ from ... import ir as ember
 from ...frontend.onnx_import import ONNX_DTYPES, ONNX_TYPE_NAMES
 from ...ir.dtype import DType, as_dtype, float64, int64
 from ...ir.expr import Expr
-from ...ir.tensor import Tensor
+from ...ir.tensor import MATERIALIZE, Tensor
 from ..registry import OpContext, register
 from .common import as_int_dims, dim_value, normalize_axis, read_broadcast, same_dim
 from .elementwise import FLOATS, NUMBERS, check_dtype, check_same_dtype
@@ -209,7 +209,7 @@ def det(ctx: OpContext, x: Tensor) -> Tensor:
             top, lead = swapped(k, k), swapped(row, k)
             factor = ember.select(top == 0.0, ember.const(0, acc), lead / top)
             return ember.select(row > k, swapped(row, col) - factor * swapped(k, col), swapped(row, col))
-        a = ember.compute(x.shape, step, name=ctx.name(f"_lu{k + 1}"))
+        a = ember.compute(x.shape, step, name=ctx.name(f"_lu{k + 1}"), tag=MATERIALIZE)
     m = ember.reduce_axis(n, "m")
     diag = ember.compute(batch, lambda *b: ember.prod(a[(*b, m.var, m.var)], axis=m), name=ctx.name("_diag"))
 

@@ -8,8 +8,7 @@ from typing import Callable, Sequence
 from ... import ir as E
 from ...ir.dtype import DType, float16, float32, int32
 from ...ir.expr import Expr, all_of, const
-from ...compiler.default_schedule import MATERIALIZE
-from ...ir.tensor import Tensor
+from ...ir.tensor import MATERIALIZE, Tensor
 from ..registry import OpContext, register
 from .common import as_int_dims, dim_value, same_dim
 from .nn_window import Window, int_list, kernel_attr, spatial_dims, window

@@ -151,7 +151,7 @@ def test_rotary_embedding_errors():
                             num_heads=3))
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 4, 4)])  # 5x5 compiles in ~1 min: see the issue-4 note
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 4, 4), (2, 7, 7)])
 def test_det(shape):
     x = rand(np.random.default_rng(7), *shape, dtype=np.float64)
     m = model("Det", {"x": x}, {}, shape[:-2], opset=22)
