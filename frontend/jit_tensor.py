@@ -19,7 +19,7 @@ from ..graph.ir import Node, Value
 from ..graph.lower import infer
 from ..ir.dtype import as_dtype
 from ..ir.expr import Expr
-from .onnx_import import ONNX_DTYPES
+from ..graph.onnx_types import ONNX_DTYPES
 
 OPSET = 18
 ONNX_CODES = {name: code for code, name in ONNX_DTYPES.items()}

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..graph.ir import Graph, Node, Value
+from ..graph.onnx_types import ONNX_DTYPES, dtype_of_code, supported_type_names, type_name
 from ..graph.registry import OpError
 from ..ir.dtype import DType, as_dtype
 from ..ir.tensor import var
@@ -18,20 +19,12 @@ class ModelError(OpError):
     """The model itself is malformed or inconsistent."""
 
 
-# ONNX TensorProto data types ember computes with.
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
-               11: "float64"}
-ONNX_TYPE_NAMES = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32",
-                   7: "INT64", 8: "STRING", 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64",
-                   14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16", 17: "FLOAT8E4M3FN", 18: "FLOAT8E4M3FNUZ",
-                   19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4", 23: "FLOAT4E2M1"}
-
-
 def onnx_dtype(code: int, what: str) -> DType:
-    if code not in ONNX_DTYPES:
-        raise ModelError(f"{what} has element type {ONNX_TYPE_NAMES.get(code, code)}, which ember does not support "
-                         f"(supported: {', '.join(ONNX_TYPE_NAMES[c] for c in sorted(ONNX_DTYPES))})")
-    return as_dtype(ONNX_DTYPES[code])
+    dtype = dtype_of_code(code)
+    if dtype is None:
+        raise ModelError(f"{what} has element type {type_name(code)}, which ember does not support "
+                         f"(supported: {supported_type_names()})")
+    return dtype
 
 
 def load_model(model: Any):

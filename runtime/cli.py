@@ -145,7 +145,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _info_onnx(path: str) -> int:
-    from ember.frontend.onnx_import import ONNX_TYPE_NAMES, load_model, opsets
+    from ember.frontend.onnx_import import load_model, opsets
+    from ember.graph.onnx_types import ONNX_TYPE_NAMES
     from ember.graph.registry import lookup
     import ember.graph  # noqa: F401 - registers the ops
 

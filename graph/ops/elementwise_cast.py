@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir as ember
-from ...frontend.onnx_import import ONNX_DTYPES, ONNX_TYPE_NAMES
-from ...ir.dtype import DType, as_dtype
+from ...ir.dtype import DType
 from ...ir.tensor import Tensor
+from ..onnx_types import ONNX_TYPE_NAMES, dtype_of_code, supported_type_names, type_name
 from ..registry import OpContext, register
 from .elementwise import map_unary
 
@@ -17,10 +17,10 @@ def _target(ctx: OpContext) -> DType:
     if isinstance(code, str):  # opset 1-5 spelled the type by name
         name = code.upper()
         code = next((c for c, n in ONNX_TYPE_NAMES.items() if n == name), -1)
-    if code not in ONNX_DTYPES:
-        raise ctx.error(f"cannot cast to {ONNX_TYPE_NAMES.get(code, code)}: ember supports "
-                        f"{', '.join(ONNX_TYPE_NAMES[c] for c in sorted(ONNX_DTYPES))}")
-    return as_dtype(ONNX_DTYPES[code])
+    dtype = dtype_of_code(code)
+    if dtype is None:
+        raise ctx.error(f"cannot cast to {type_name(code)}: ember supports {supported_type_names()}")
+    return dtype
 
 
 def _cast(ctx: OpContext, x: Tensor, dtype: DType) -> Tensor:

@@ -6,10 +6,10 @@ import math
 from typing import Callable
 
 from ... import ir as ember
-from ...frontend.onnx_import import ONNX_DTYPES, ONNX_TYPE_NAMES
-from ...ir.dtype import DType, as_dtype, float64, int64
+from ...ir.dtype import float64, int64
 from ...ir.expr import Expr
 from ...ir.tensor import MATERIALIZE, Tensor
+from ..onnx_types import dtype_of_code, type_name
 from ..registry import OpContext, register
 from .common import as_int_dims, dim_value, normalize_axis, read_broadcast, same_dim
 from .elementwise import FLOATS, NUMBERS, check_dtype, check_same_dtype
@@ -86,9 +86,9 @@ def _window(ctx: OpContext, terms: Callable[[Expr], Expr]) -> Tensor:
     if size < 0:
         raise ctx.error(f"size {size} must be non-negative")
     code = int(ctx.attr("output_datatype", 1))
-    if code not in ONNX_DTYPES or ONNX_DTYPES[code] == "bool":
-        raise ctx.error(f"output_datatype {ONNX_TYPE_NAMES.get(code, code)} is not a numeric type ember supports")
-    out: DType = as_dtype(ONNX_DTYPES[code])
+    out = dtype_of_code(code)
+    if out is None or out.is_bool:
+        raise ctx.error(f"output_datatype {type_name(code)} is not a numeric type ember supports")
     span = size if int(ctx.attr("periodic", 1)) else size - 1
     def body(n: Expr) -> Expr:
         # A symmetric window of one point divides by zero (NaN), as the op's function body does.

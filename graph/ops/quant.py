@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ... import ir as E
-from ...frontend.onnx_import import ONNX_DTYPES, ONNX_TYPE_NAMES
-from ...ir.dtype import DType, as_dtype, float32, float64, int32, promote, uint8
+from ...ir.dtype import DType, float32, float64, int32, promote, uint8
 from ...ir.expr import Expr, const
 from ...ir.tensor import Tensor
+from ..onnx_types import dtype_of_code, type_name
 from ..registry import OpContext, register
 from .common import dim_value, normalize_axis, same_dim
 from .nn import batch_index, matmul_sum
@@ -31,10 +31,10 @@ def onnx_type(ctx: OpContext, name: str) -> "DType | None":
     code = int(ctx.attr(name, 0))
     if not code:
         return None
-    if code not in ONNX_DTYPES:
-        raise ctx.error(f"{name} {ONNX_TYPE_NAMES.get(code, code)} is not supported: ember quantizes to "
-                        f"{', '.join(RANGES)}")
-    return as_dtype(ONNX_DTYPES[code])
+    dtype = dtype_of_code(code)
+    if dtype is None:
+        raise ctx.error(f"{name} {type_name(code)} is not supported: ember quantizes to {', '.join(RANGES)}")
+    return dtype
 
 
 def quant_param(ctx: OpContext, p: Tensor, x: Tensor, axis: int, block: int, what: str) -> Reader:
