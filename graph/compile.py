@@ -35,7 +35,7 @@ def build_partition(part: Partition, target, name: str = "") -> Kernel:
     named = {id(t.op) for t in args}
     for k, node in enumerate(part.nodes):
         lower_node(node, env)
-        made = [op for op in topo_ops([env[v] for v in node.outputs if v in env]) if id(op) not in named]
+        made = topo_ops([env[v] for v in node.outputs if v in env], known=named)
         for j, op in enumerate(made):
             op.name = f"{node.op.lower()}{k}" + (f"_{j}" if len(made) > 1 else "")
             named.add(id(op))

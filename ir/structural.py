@@ -13,10 +13,11 @@ from .expr import Binary, Call, Cast, Const, Expr, Select, SizeVar, Var
 from .tensor import ComputeOp, Operation, PlaceholderOp, Reduce, Tensor, TensorRead
 
 
-def topo_ops(outputs: Iterable[Tensor]) -> list[Operation]:
-    """Every operation the outputs depend on, producers before consumers, in a deterministic order."""
+def topo_ops(outputs: Iterable[Tensor], known: "set[int] | None" = None) -> list[Operation]:
+    """Every operation the outputs depend on, producers before consumers, in a deterministic order; the walk
+    stops at operations whose id is in `known` (already seen by the caller), which are left out."""
     order: list[Operation] = []
-    state: dict[int, int] = {}
+    state: dict[int, int] = dict.fromkeys(known or (), 2)
 
     def visit(op: Operation) -> None:
         stack = [(op, iter(op.input_tensors()))]
