@@ -29,6 +29,9 @@ class Backend(Protocol):
 
     def source(self, parts: dict[str, "bytes | str"], kind: str, target: Target) -> str: ...
 
+    # Optional: `kernel_class(target) -> type[Kernel]` when the callable kernel must take other arrays than numpy's
+    # (device arrays); without it kernels take host arrays.
+
     def toolchain(self, target: Target) -> str:
         """Versions of every tool that shapes the artifact (compiler, runtime headers): part of the cache key."""
         ...
@@ -56,4 +59,18 @@ def _llvm() -> Backend:
     return LLVMBackend()
 
 
+def _cuda() -> Backend:
+    from .cuda import CUDABackend
+    return CUDABackend()
+
+
 register_backend("llvm", _llvm)
+
+
+def _ascend() -> Backend:
+    from .ascend import AscendBackend
+    return AscendBackend()
+
+
+register_backend("ascend", _ascend)
+register_backend("cuda", _cuda)

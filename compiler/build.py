@@ -92,7 +92,8 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
         raise ValueError(f"unknown source kind {kind!r}; valid kinds: {valid}")
 
     params = [Param(t.name, t.shape, t.dtype, not isinstance(t.op, PlaceholderOp)) for t in arg_list]
-    kernel = Kernel(name, params, _size_vars(arg_list), launch, sources, key, tgt)
+    kernel_cls = getattr(backend, "kernel_class", lambda _target: Kernel)(tgt)
+    kernel = kernel_cls(name, params, _size_vars(arg_list), launch, sources, key, tgt)
     dump_dir = os.environ.get("EMBER_DUMP_DIR")
     if dump_dir:
         _dump(kernel, Path(dump_dir), backend.source_kinds)
@@ -115,6 +116,12 @@ def _dump(kernel, folder: Path, backend_kinds: Sequence[str]) -> None:
     """Write every stage of the kernel to EMBER_DUMP_DIR/<name>-<key>/ for debugging."""
     out = folder / f"{kernel.name}-{kernel.key[:12]}"
     out.mkdir(parents=True, exist_ok=True)
-    ext = {"tensor": "txt", "schedule": "txt", "loops": "txt", "llvm": "ll", "llvm-opt": "ll", "asm": "s"}
+    from ..codegen import BackendUnavailable
+    ext = {"tensor": "txt", "schedule": "txt", "loops": "txt", "llvm": "ll", "llvm-opt": "ll", "asm": "s",
+           "cuda": "cu", "ptx": "ptx", "launches": "json"}
     for kind in ("tensor", "schedule", "loops", *backend_kinds):
-        (out / f"{kind}.{ext.get(kind, 'txt')}").write_text(kernel.source(kind))
+        try:
+            text = kernel.source(kind)
+        except BackendUnavailable as err:  # e.g. PTX without nvcc: the dump says why instead of failing the build
+            text = f"unavailable: {err}\n"
+        (out / f"{kind}.{ext.get(kind, 'txt')}").write_text(text)

@@ -4,6 +4,8 @@ Rules, per stage:
 - element-wise intermediates are inlined into their consumers;
 - the innermost spatial axis is split by the vector width and vectorized (lanes read contiguous memory);
 - sums of products (matmul, convolution) get a register-blocked tiled schedule (`rules_contraction.py`);
+- row reductions (softmax, layer norm) are vectorized and computed per row of their reader (`rules_rowwise.py`);
+- sliding-window reductions (depthwise conv, pooling) get register-blocked tiles (`rules_window.py`);
 - other reductions keep a spatial axis innermost when one exists (matmul-like: i, j.outer, k, j.inner), so the
   accumulator stays in vector registers;
 - the outer spatial loops are fused and run in parallel when the stage has enough work to pay for threads.
@@ -16,6 +18,8 @@ from ..ir.expr import Const
 from ..ir.tensor import Tensor
 from ..ir.tensor import MATERIALIZE
 from .rules_contraction import schedule_contraction
+from .rules_rowwise import schedule_rowwise
+from .rules_window import schedule_window
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -32,15 +36,30 @@ def vector_lanes(target: Target, itemsize: int) -> int:
 
 
 def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedule:
+    if target.kind == "cuda":
+        from .rules_gpu import gpu_schedule
+        return gpu_schedule(outputs, target)
+    if target.kind == "ascend":
+        from .rules_ascend import ascend_schedule
+        return ascend_schedule(outputs)
     sch = Schedule(outputs)
     for st in sch.stages:
         if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
             st.compute_inline()
+
+    def lanes_of(st: Stage) -> int:
+        return vector_lanes(target, st.op.outputs[0].dtype.itemsize)
+    done = schedule_rowwise(sch, lanes_of)
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
-        if st.attach.kind != "root":
+        if st.attach.kind != "root" or st in done:
             continue
-        if not schedule_contraction(st, vector_lanes(target, st.op.outputs[0].dtype.itemsize)):
-            schedule_stage(st, target)
+        if schedule_contraction(st, lanes_of(st)):
+            continue
+        window = schedule_window(st, lanes_of(st))
+        if window is not None:
+            done |= window
+            continue
+        schedule_stage(st, target)
     return sch
 
 
