@@ -25,11 +25,12 @@ STATS = {"compiles": 0, "loads": 0, "kernel_reuses": 0}
 
 
 def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tensor] | None" = None,
-          target: "str | Target" = "llvm", name: str = "kernel"):
+          target: "str | Target" = "llvm", name: str = "kernel", tuning_db=None):
     """Compile a schedule (or bare output tensors, which get the default schedule) into a callable kernel.
 
     `args` lists the kernel's arrays in call order: inputs (placeholders) and outputs (computed tensors). Without
-    it, the inputs in definition order followed by the outputs are used.
+    it, the inputs in definition order followed by the outputs are used. Bare tensors take a tuned schedule from
+    the tuning database when it has one (`tuning_db`: a file, False for none, None for the configured one).
     """
     from ..codegen import get_backend
     from ..runtime.artifact import ArtifactError, pack, unpack
@@ -38,7 +39,9 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
     from ..runtime.kernel import Kernel, Param
 
     tgt = parse_target(target)
-    sch = schedule_for(schedule, tgt)
+    from ..tune.database import selected
+    with selected(tuning_db):
+        sch = schedule_for(schedule, tgt)
     arg_list = _default_args(sch) if args is None else [sch.resolve(t) for t in args]
     for t in arg_list:
         if not isinstance(t, Tensor):

@@ -28,10 +28,13 @@ PASSES: list[tuple[str, Callable[[Stmt], Stmt]]] = [
 
 
 def schedule_for(outputs: "Tensor | Sequence[Tensor] | Schedule", target: Target) -> Schedule:
-    """Stage 1: a user schedule passes through; bare tensors get the target's rule-based default schedule."""
+    """Stage 1: a user schedule passes through; bare tensors get their tuned schedule from the tuning database
+    (ember.tune) when one is recorded for this target, else the target's rule-based default schedule."""
     if isinstance(outputs, Schedule):
         return outputs
-    return default_schedule(outputs, target)
+    from ..tune.lookup import tuned_schedule
+    tuned = tuned_schedule(outputs, target)
+    return tuned if tuned is not None else default_schedule(outputs, target)
 
 
 def lower_to_loops(sch: Schedule, args: Sequence[Tensor], name: str,

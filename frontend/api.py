@@ -14,11 +14,18 @@ from typing import Any, Callable
 
 from ..runtime.executor import CompiledModel
 
-def compile(model: Any, target: str = "llvm", progress: "Callable[[int, int, str], None] | None" = None
-            ) -> CompiledModel:  # noqa: A001 - the public name users expect
+def compile(model: Any, target: str = "llvm", progress: "Callable[[int, int, str], None] | None" = None,
+            tuning_db: Any = None) -> CompiledModel:  # noqa: A001 - the public name users expect
     """Compile an ONNX model (path, bytes or onnx.ModelProto) for `target`. Every unsupported op is reported in
     one error before anything is compiled. `progress(k, n, label)` is called before building kernel k of n
-    (not at all when the compiled model comes from the cache)."""
+    (not at all when the compiled model comes from the cache). `tuning_db`: a tuning database file to take tuned
+    schedules from, False for none, None for the configured one (EMBER_TUNING_DB or next to the cache)."""
+    from ..tune.database import selected
+    with selected(tuning_db):
+        return _compile(model, target, progress)
+
+
+def _compile(model: Any, target: str, progress: "Callable[[int, int, str], None] | None") -> CompiledModel:
     from .. import graph  # noqa: F401 - registers the ops
     from ..compiler.target import parse_target
     from ..graph.model import compile_graph
@@ -51,9 +58,10 @@ def model_key(proto: Any, target: Any) -> "str | None":
     if ops is None:
         return None
     from ..codegen import get_backend
+    from ..tune.lookup import fingerprint
     toolchain = get_backend(target).toolchain(target)
     return cache_key(kind="compiled-model", model=hashlib.sha256(proto.SerializeToString()).hexdigest(),
-                     target=target.canonical(), toolchain=toolchain, ops=ops)
+                     target=target.canonical(), toolchain=toolchain, ops=ops, tuning=fingerprint(target))
 
 
 def _external_op_sources(proto: Any) -> "str | None":
