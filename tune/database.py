@@ -164,7 +164,7 @@ class TuningDB:
         with self._lock:
             try:
                 st = os.stat(self.path)
-            except FileNotFoundError:
+            except OSError:  # absent, or unreachable (its directory is a file, no permission): nothing is tuned
                 self._index, self._stat = Index(), None
                 return self._index
             stamp = (st.st_size, st.st_mtime_ns)
@@ -178,9 +178,14 @@ class TuningDB:
             return self._index
 
     def _read_from(self, index: Index) -> None:
-        with open(self.path, "rb") as f:
-            f.seek(index.offset)
-            data = f.read()
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(index.offset)
+                data = f.read()
+        except OSError as err:
+            warnings.warn(f"tuning database {self.path} cannot be read ({err}); using default schedules",
+                          TuningDBWarning, stacklevel=4)
+            return
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
         for lineno, raw in enumerate(data[:end].splitlines()):
             if raw.strip():
