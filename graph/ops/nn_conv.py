@@ -1,9 +1,9 @@
 """Convolutions: Conv, ConvInteger and ConvTranspose, each a direct sum over (input channel of the group, kernel
-taps). Padding is never materialised: reads outside the input are skipped by a select on the bounds condition, so
-they are never performed."""
+taps). Padded convolutions first store the padded input (`padded`), so the sum itself has no bounds checks;
+ConvTranspose skips reads outside the input with a select on the bounds condition."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ... import ir as E
 from ...ir.dtype import DType, float16, float32, int32
@@ -14,6 +14,7 @@ from .common import as_int_dims, dim_value, same_dim
 from .nn_window import Window, int_list, kernel_attr, spatial_dims, window
 
 Reader = Callable[[Sequence[Expr]], Expr]
+Tap = Callable[[Sequence[Expr], Sequence[Expr], Sequence[Expr]], Expr]  # (leading index, outputs, taps) -> value
 
 
 def accumulator(dtype: DType) -> DType:
@@ -53,19 +54,37 @@ def add_bias(ctx: OpContext, acc: Tensor, b: "Tensor | None", dtype: DType) -> T
     return E.compute(acc.shape, body, name=ctx.name())
 
 
+def padded(ctx: OpContext, read: Reader, lead: Sequence, win: Window, fill: Any) -> Tap:
+    """A reader of the window's taps, `tap(leading index, outputs, taps)`, with no bounds checks: the values
+    `read` gives are stored once with the padding the window reads around them (value `fill`), instead of a select
+    or guard on every tap, which also keeps the window's accumulators in registers. Without padding, `read`."""
+    nd = len(win.kernel)
+    reach = [(o - 1) * st + (kk - 1) * d + 1 for o, st, kk, d in zip(win.out, win.strides, win.kernel,
+                                                                     win.dilations)]
+    if not any(win.begin) and all(r <= n for r, n in zip(reach, win.size)):
+        return lambda idx, o, r: read((*idx, *[win.position(d, o[d], r[d]) for d in range(nd)]))
+
+    def body(*i):
+        pos = [p - b for p, b in zip(i[len(lead):], win.begin)]
+        return E.select(win.inside(pos), read((*i[:len(lead)], *pos)), fill)
+    xp = E.compute((*lead, *reach), body, name=ctx.name("_pad"), tag=MATERIALIZE)
+    return lambda idx, o, r: xp[(*idx, *[o[d] * win.strides[d] + r[d] * win.dilations[d] for d in range(nd)])]
+
+
 def conv_sum(ctx: OpContext, x: Tensor, w: Tensor, read_x: Reader, read_w: Reader, name: str) -> Tensor:
-    """sum over (rc, taps) of x[n, group base + rc, o*s + r*d - pad] * w[m, rc, r], reads outside x count 0."""
+    """sum over (rc, taps) of x[n, group base + rc, o*s + r*d - pad] * w[m, rc, r], reads outside x count 0
+    (the padded input is stored once: read_x's values with zeros around them)."""
     sizes = spatial_dims(ctx, x)
     group, _, m_out, c_group = channels(ctx, x, w)
     win = window(ctx, sizes, kernel_attr(ctx, len(sizes), w.shape[2:]))
+    tap = padded(ctx, read_x, x.shape[:2], win, 0)
     m_group = m_out // group
     rc = E.reduce_axis(c_group, "rc")
     taps = [E.reduce_axis(k, f"r{d}") for d, k in enumerate(win.kernel)]
 
     def body(n, m, *o):
-        pos = [win.position(d, o[d], taps[d]) for d in range(len(taps))]
         c = rc.var if group == 1 else (m // m_group) * c_group + rc.var
-        xv = E.select(win.inside(pos), read_x((n, c, *pos)), 0)
+        xv = tap((n, c), o, [t.var for t in taps])
         return E.sum(xv * read_w((m, rc.var, *[t.var for t in taps])), axis=[rc, *taps])
     return E.compute((x.shape[0], m_out, *win.out), body, name=name)
 

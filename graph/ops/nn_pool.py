@@ -1,14 +1,14 @@
 """Pooling: MaxPool (with optional Indices), AveragePool, LpPool and their global forms. Each window is a
-reduction over the kernel taps whose `where` skips taps in the padding, so padded reads never happen."""
+reduction over the kernel taps of the input padded with the reduction's identity (stored once, `padded`)."""
 from __future__ import annotations
 
 import math
 from ... import ir as E
 from ...ir.dtype import int64
-from ...ir.expr import Expr, const
-from ...ir.tensor import Tensor
+from ...ir.expr import Const, Expr, const
+from ...ir.tensor import MATERIALIZE, Tensor, identity_element
 from ..registry import OpContext, register
-from .nn_conv import accumulator
+from .nn_conv import accumulator, padded
 from .nn_window import Window, kernel_attr, spatial_dims, window
 
 
@@ -18,12 +18,14 @@ def pool_window(ctx: OpContext, x: Tensor) -> Window:
 
 
 def window_reduce(ctx: OpContext, x: Tensor, win: Window, reducer, value, name: str) -> Tensor:
-    """reducer(value(x at tap), taps, where=inside) for every output position."""
+    """reducer(value(x at tap), taps) for every output position, over the input padded with the reduction's
+    identity (the same result as skipping padded taps, without a bounds check per tap)."""
     taps = [E.reduce_axis(k, f"r{d}") for d, k in enumerate(win.kernel)]
+    fill = identity_element("max" if reducer is E.max else "sum", x.dtype)
+    tap = padded(ctx, lambda i: x[tuple(i)], x.shape[:2], win, fill)
 
     def body(n, c, *o):
-        pos = [win.position(d, o[d], t.var) for d, t in enumerate(taps)]
-        return reducer(value(x[(n, c, *pos)]), axis=taps, where=win.inside(pos))
+        return reducer(value(tap((n, c), o, [t.var for t in taps])), axis=taps)
     return E.compute((x.shape[0], x.shape[1], *win.out), body, name=name)
 
 
@@ -96,11 +98,18 @@ def average_pool(ctx: OpContext, x: Tensor) -> Tensor:
     include_pad = bool(ctx.attr("count_include_pad", 0))
     total = window_reduce(ctx, x, win, E.sum, lambda v: E.cast(acc, v), ctx.name("_sum"))
 
-    def body(n, c, *o):
-        count: Expr = const(1)
+    def count(*o: Expr) -> Expr:
+        n: Expr = const(1)
         for d in range(len(o)):
-            count = count * tap_count(win, d, o[d], include_pad)
-        return E.cast(x.dtype, total[(n, c, *o)] / E.cast(acc, count))
+            n = n * tap_count(win, d, o[d], include_pad)
+        return E.cast(acc, n)
+    # A count that varies near the borders depends on the output position only: it is stored once per position
+    # (index arithmetic per element would cost more than the pooling itself).
+    counts = E.compute(win.out, count, name=ctx.name("_count"), tag=MATERIALIZE)
+    varying = not isinstance(counts.op.body[0], Const)
+
+    def body(n, c, *o):
+        return E.cast(x.dtype, total[(n, c, *o)] / (counts[o] if varying else count(*o)))
     return E.compute(total.shape, body, name=ctx.name())
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ... import ir as _ir
 from ...ir.expr import Expr, cast, const
-from ...ir.tensor import Tensor, compute, reduce_axis
+from ...ir.tensor import MATERIALIZE, Tensor, compute, reduce_axis
 from ..registry import OpContext, register
 from .common import normalize_axis
 from .reduce import reduce_stage, reduced_index
@@ -22,7 +22,7 @@ def softmax_axes(ctx: OpContext, x: Tensor) -> list[int]:
 
 def _softmax(ctx: OpContext, x: Tensor) -> Tensor:
     """exp(x - max) / sum(exp(x - max)), or (x - max) - log(sum(exp(x - max))) for LogSoftmax: the max shift
-    keeps exp from overflowing. Three stages: max, sum of shifted exps, normalize."""
+    keeps exp from overflowing. Stages: max, (Softmax: the shifted exps, stored once,) their sum, normalize."""
     axes = softmax_axes(ctx, x)
     m = reduce_stage(x, axes, _ir.max, lambda i: x[tuple(i)], ctx.name("_max"), True)
 
@@ -31,6 +31,10 @@ def _softmax(ctx: OpContext, x: Tensor) -> Tensor:
 
     # float16 sums accumulate in float32 and round once, as numpy's half-precision reductions do.
     acc = "float32" if x.dtype.name == "float16" else x.dtype
+    if ctx.node.op == "Softmax":  # the exponentials are stored once, for the sum and the division
+        e = compute(x.shape, lambda *i: _ir.exp(shifted(i)), name=ctx.name("_exp"), tag=MATERIALIZE)
+        s = reduce_stage(x, axes, _ir.sum, lambda i: cast(acc, e[tuple(i)]), ctx.name("_sum"), True)
+        return compute(x.shape, lambda *i: e[i] / cast(x.dtype, s[reduced_index(i, axes, True)]), name=ctx.name())
     s = reduce_stage(x, axes, _ir.sum, lambda i: cast(acc, _ir.exp(shifted(i))), ctx.name("_sum"), True)
 
     def total(i: Sequence[Expr]) -> Expr:
