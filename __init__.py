@@ -15,3 +15,11 @@ from .frontend import jnp
 from .frontend.jit import TracingError, jit
 from .runtime.keys import VERSION as __version__
 from .runtime.saved import load
+from .tune import autotune
+
+
+def export(compiled: object, path: str, target: str = "ascend"):
+    """Write a buildable package of a kernel or compiled model for a device toolchain (AscendC for CANN today):
+    kernel sources, host code with the tiling filled in, build files and a README."""
+    from .codegen.ascend.export import export as write_package
+    return write_package(compiled, path, target=target)

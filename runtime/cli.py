@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ember.runtime.cache import ArtifactCache, CacheError, default_cache
+from ember.tune.cli import register as _register_tune
 
 # Progress lines appear only once a compile has run this long, so quick (or cached) compiles stay quiet.
 PROGRESS_AFTER_S = 1.0
@@ -89,6 +90,11 @@ def _open_model(path: str, target: str):
 def _compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = _compile_onnx(args.model, args.target)
+    if args.target.split()[0] == "ascend":  # an AscendC package (kernel sources, host code, CMake) for CANN
+        from ember import export
+        folder = export(model, args.output or Path(args.model).with_suffix(""), target=args.target)
+        print(f"wrote AscendC package {folder} ({len(model.steps)} kernels) in {time.perf_counter() - start:.2f}s")
+        return 0
     out = Path(args.output or Path(args.model).with_suffix(".ember"))
     model.save(out)
     print(f"wrote {out} ({len(model.steps)} kernels, {_human_size(out.stat().st_size)}) "
@@ -202,7 +208,8 @@ def _register_models(subparsers: argparse._SubParsersAction) -> None:
                               description="Compile an ONNX model ahead of time into one file `ember run` and "
                                           "`ember.load` use without recompiling.")
     p.add_argument("model", help="the .onnx model")
-    p.add_argument("-o", "--output", help="the saved model to write (default: the model's name with .ember)")
+    p.add_argument("-o", "--output", help="the saved model to write (default: the model's name with .ember); "
+                   "with --target ascend, the folder of the AscendC package to write")
     p.add_argument("--target", default="llvm", help=target_help)
     p.set_defaults(handler=_compile)
     p = subparsers.add_parser("run", help="run a model on .npy inputs",
@@ -220,7 +227,7 @@ def _register_models(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_info)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_models, _register_cache]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_models, _register_cache, _register_tune]
 
 
 def build_parser() -> argparse.ArgumentParser:
