@@ -95,6 +95,29 @@ def _work(st: Stage) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Blocking:
+    """The constants of the register-blocked schedule (the autotuner searches them; the rule picks defaults).
+    `parallel`: "auto" (the outermost tile loop with enough trips), "first", "second" (of the tile loops with at
+    least two trips) or "none"; `order`: "col" runs the column tiles outside the row blocks, "row" the reverse."""
+
+    vectors: int
+    micro: int
+    row_block: int  # rows sharing a packed panel, a multiple of `micro`
+    k_chunk: int
+    pack: bool
+    order: str = "col"
+    parallel: str = "auto"
+
+
+def default_blocking(c: Contraction, lanes: int) -> Blocking:
+    cols = c.col.extent.value
+    vectors, micro = next((t for t in MICRO_TILES if cols % (t[0] * lanes) == 0), MICRO_TILES[0])
+    pack = c.row.extent.value >= 2 * micro
+    k = c.reduce[0].extent.value if c.reduce and isinstance(c.reduce[0].extent, Const) else K_CHUNK
+    return Blocking(vectors, micro, ROW_BLOCK if pack else micro, min(K_CHUNK, k), pack)
+
+
 def schedule_contraction(st: Stage, lanes: int) -> bool:
     """Apply the register-blocked schedule to a root stage; False (nothing done) when the stage does not match."""
     c = match(st)
@@ -102,36 +125,43 @@ def schedule_contraction(st: Stage, lanes: int) -> bool:
     # cannot be packed and short output rows leave masked tails), so only packable (matmul-like) stages take it.
     if c is None or c.packable is None or _work(st) < MIN_WORK or c.col.extent.value < lanes:
         return False
-    cols = c.col.extent.value
-    vectors, micro = next((t for t in MICRO_TILES if cols % (t[0] * lanes) == 0), MICRO_TILES[0])
-    nj = vectors * lanes
-    pack = c.row.extent.value >= 2 * micro
-    mb = ROW_BLOCK if pack else micro
+    apply_blocking(st, c, lanes, default_blocking(c, lanes))
+    return True
+
+
+def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
+    """Output tiles of (row_block x vectors*lanes) written back from a local accumulator computed at the tile; the
+    micro-kernel: (column tile, [reduction chunk], row block) outside, reductions, then micro rows x vectors."""
+    nj = b.vectors * lanes
+    pack = b.pack and c.packable is not None
     sch = st.schedule
-    out = st.op.outputs[0]
-    local = sch.cache_write(out, "local")
+    local = sch.cache_write(st.op.outputs[0], "local")
     panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
     # The write-back stage (st) now has the spatial axes only, under the same names.
     row, col = st.axis(c.row.name), st.axis(c.col.name)
-    ro, co, ri, ci = st.tile(row, col, mb, nj)
+    ro, co, _, ci = st.tile(row, col, b.row_block, nj)
     outer = [st.axis(a.name) for a in c.outer]
-    st.reorder(*outer, co, ro)
+    pair = (co, ro) if b.order == "col" else (ro, co)
+    st.reorder(*outer, *pair)
     lst = sch[local]
-    lst.compute_at(st, ro)
+    lst.compute_at(st, pair[1])
     # One parallel loop, not a fusion: a fused index hides the tile bounds from the region guards of the cache
     # stages, which then stay in the micro-kernel.
-    st.parallel(next((ax for ax in (*outer, co) if ax.extent.value >= PARALLEL_MIN_TRIPS), co))
-    cvo, cvi = st.split(ci, lanes)
+    if b.parallel == "auto":
+        st.parallel(next((ax for ax in (*outer, pair[0]) if ax.extent.value >= PARALLEL_MIN_TRIPS), pair[0]))
+    elif b.parallel != "none":
+        loops = [ax for ax in (*outer, *pair) if ax.extent.value >= 2]
+        if loops:
+            st.parallel(loops[0] if b.parallel == "first" or len(loops) == 1 else loops[1])
+    _, cvi = st.split(ci, lanes)
     st.vectorize(cvi)
-    # The micro-kernel: (column tile, [reduction chunk], row block) outside, reductions, then rows x vectors.
     l_outer = [lst.axis(a.name) for a in c.outer]
-    l_row, l_col = lst.axis(c.row.name), lst.axis(c.col.name)
     l_red = [lst.axis(a.name) for a in c.reduce]
-    r_blk, r_in = lst.split(l_row, micro)
-    c_blk, c_rest = lst.split(l_col, nj)
+    r_blk, r_in = lst.split(lst.axis(c.row.name), b.micro)
+    c_blk, c_rest = lst.split(lst.axis(c.col.name), nj)
     c_vec, c_lane = lst.split(c_rest, lanes)
     if pack:
-        k_chunk, k_in = lst.split(l_red[0], min(K_CHUNK, l_red[0].extent.value))
+        k_chunk, k_in = lst.split(l_red[0], min(b.k_chunk, l_red[0].extent.value))
         lst.reorder(*l_outer, c_blk, k_chunk, r_blk, k_in, r_in, c_vec, c_lane)
         pst = sch[panel]
         pst.compute_at(lst, k_chunk)
@@ -142,4 +172,3 @@ def schedule_contraction(st: Stage, lanes: int) -> bool:
     lst.unroll(r_in)
     lst.unroll(c_vec)
     lst.vectorize(c_lane)
-    return True

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..compiler.default_schedule import vector_lanes
 from ..compiler.lower import lower
-from ..compiler.rules_contraction import MATERIALIZE, match
+from ..compiler.rules_contraction import MATERIALIZE, Blocking, apply_blocking, match
 from ..compiler.schedule import Axis, Schedule, ScheduleError, Split, Stage
 from ..compiler.target import Target
 from ..ir.expr import Const
@@ -275,40 +275,9 @@ class Space:
         if c is None:
             raise ScheduleError(f"{s}: not a contraction")
         vectors, micro = (int(x) for x in d.get(f"{s}:micro", "2x4").split("x"))
-        nj = vectors * lanes
         rows = _ext(c.row) or 1
         pack = bool(d.get(f"{s}:pack", True)) and c.packable is not None and rows >= 2 * micro
-        mb = micro * d.get(f"{s}:row_block", 1)
-        local = sch.cache_write(st.op.outputs[0], "local")
-        panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
-        row, col = st.axis(c.row.name), st.axis(c.col.name)
-        ro, co, _, ci = st.tile(row, col, mb, nj)
-        outer = [st.axis(a.name) for a in c.outer]
-        pair = (co, ro) if d.get(f"{s}:order", "col") == "col" else (ro, co)
-        st.reorder(*outer, *pair)
-        lst = sch[local]
-        lst.compute_at(st, pair[1])
-        where = d.get(f"{s}:bparallel", "first")
-        loops = [ax for ax in (*outer, *pair) if (_ext(ax) or 0) >= 2]
-        if where != "none" and loops:
-            st.parallel(loops[0] if where == "first" or len(loops) == 1 else loops[1])
-        _, cvi = st.split(ci, lanes)
-        st.vectorize(cvi)
-        l_outer = [lst.axis(a.name) for a in c.outer]
-        l_red = [lst.axis(a.name) for a in c.reduce]
-        r_blk, r_in = lst.split(lst.axis(c.row.name), micro)
-        c_blk, c_rest = lst.split(lst.axis(c.col.name), nj)
-        c_vec, c_lane = lst.split(c_rest, lanes)
-        if pack:
-            k = _ext(l_red[0]) or 1
-            k_chunk, k_in = lst.split(l_red[0], min(d.get(f"{s}:k_chunk", 256), k))
-            lst.reorder(*l_outer, c_blk, k_chunk, r_blk, k_in, r_in, c_vec, c_lane)
-            pst = sch[panel]
-            pst.compute_at(lst, k_chunk)
-            _, p_lane = pst.split(pst.leaf[-1], lanes)
-            pst.vectorize(p_lane)
-        else:
-            lst.reorder(*l_outer, c_blk, r_blk, *l_red, r_in, c_vec, c_lane)
-        lst.unroll(r_in)
-        lst.unroll(c_vec)
-        lst.vectorize(c_lane)
+        k = _ext(c.reduce[0]) or 1
+        apply_blocking(st, c, lanes, Blocking(vectors, micro, micro * d.get(f"{s}:row_block", 1),
+                                              min(d.get(f"{s}:k_chunk", 256), k), pack,
+                                              d.get(f"{s}:order", "col"), d.get(f"{s}:bparallel", "first")))
