@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import BackendUnavailable
+from ..gxx import EmulatorCompileError, EmulatorUnavailable  # noqa: F401 - part of this module's API
+from ..gxx import compile_shared_object, find_gxx, gxx_version, load_shared_object
 
 EMU_DIR = Path(__file__).resolve().parent / "emu"
 ARCHES = {2201: 192 * 1024, 2002: 256 * 1024, 1001: 256 * 1024}  # arch -> UB bytes per (vector) core
@@ -35,20 +35,12 @@ _STATS = ("ub_peak_bytes", "pipe_barriers", "set_wait_flags", "sync_all")
 _CXXFLAGS = ("-std=c++17", "-O1", "-pipe", "-fPIC", "-fvisibility=hidden", "-fno-gnu-unique", "-DASCENDC_CPU_DEBUG")
 
 
-class EmulatorUnavailable(BackendUnavailable):
-    """The emulator cannot run here: g++ (the only tool it needs) is missing."""
-
-
 class EmulationError(RuntimeError):
     """A kernel broke a rule while emulated; the message names the kernel, the block and the rule."""
 
 
 class EmulationWarning(UserWarning):
     """A legal but suspicious kernel (UB use in the scratch area, an InitBuffer length rounded up...)."""
-
-
-class EmulatorCompileError(RuntimeError):
-    """g++ rejected the emulated module; the message carries g++'s output."""
 
 
 @dataclass(frozen=True)
@@ -104,22 +96,13 @@ def _shim(spec: KernelSpec) -> str:
     return "\n".join(lines)
 
 
-def _gxx() -> str:
-    gxx = shutil.which(os.environ.get("EMBER_CXX", "g++"))
-    if gxx is None:
-        raise EmulatorUnavailable("the Ascend emulator (-emulate) needs g++ (a C++17 compiler) on PATH; "
-                                  "install g++ or set EMBER_CXX")
-    return gxx
-
-
 @cache
 def toolchain() -> str:
     """g++'s version and a hash of the emulator headers: everything that shapes a compiled module (cache keys)."""
-    version = subprocess.run([_gxx(), "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[:1]
     digest = hashlib.sha256()
     for header in sorted(EMU_DIR.rglob("*.h")):
         digest.update(str(header.relative_to(EMU_DIR)).encode() + b"\0" + header.read_bytes())
-    return f"{' '.join(version)}; ascend_emu {digest.hexdigest()[:16]}"
+    return f"{gxx_version(find_gxx('Ascend'))}; ascend_emu {digest.hexdigest()[:16]}"
 
 
 @cache
@@ -165,23 +148,12 @@ def compile_module(source: str, kernels: Sequence[KernelSpec], arch: int, ub_byt
     text = (source + "\n\n" + "\n\n".join(_shim(s) for s in kernels) + "\n\n"
             'extern "C" __attribute__((visibility("default"))) int ember_module_checking(void) '
             "{ return EMBER_ASCEND_CHECK; }\n")
-    gxx = _gxx()
-    with tempfile.TemporaryDirectory(prefix="ember-ascend-emu-") as tmp:
-        cpp, so = Path(tmp) / "module.cpp", Path(tmp) / "module.so"
-        cpp.write_text(text)
-        flags = (*_CXXFLAGS, f"-DEMBER_ASCEND_ARCH={arch}", f"-DEMBER_ASCEND_UB_BYTES={ub_bytes}",
-                 f"-DEMBER_ASCEND_CHECK={1 if checking else 0}")
-        pch = _pch_dir(gxx, flags)
-        cmd = [gxx, *flags, "-shared", *(["-I", str(pch)] if pch else []), "-I", str(EMU_DIR), "-o", str(so),
-               str(cpp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            output = (proc.stderr or proc.stdout).replace(str(cpp), "<kernel source>")
-            if len(output) > 12000:
-                output = output[:12000] + "\n... (g++ output truncated)"
-            raise EmulatorCompileError(f"g++ could not compile the emulated AscendC module (kernels "
-                                       f"{', '.join(names)}):\n{output}")
-        return so.read_bytes()
+    gxx = find_gxx("Ascend")
+    flags = (*_CXXFLAGS, f"-DEMBER_ASCEND_ARCH={arch}", f"-DEMBER_ASCEND_UB_BYTES={ub_bytes}",
+             f"-DEMBER_ASCEND_CHECK={1 if checking else 0}")
+    pch = _pch_dir(gxx, flags)
+    return compile_shared_object(gxx, (*flags, "-shared", *(["-I", str(pch)] if pch else []), "-I", str(EMU_DIR)),
+                                 text, f"the emulated AscendC module (kernels {', '.join(names)})")
 
 
 def _gm_arg(kernel: str, p: GmParam, arg: object) -> tuple[int, int]:
@@ -215,13 +187,7 @@ class EmulatedModule:
         self._specs = {s.name: s for s in kernels}
         self._lock = threading.Lock()
         self.last_stats: dict[str, int] = {}
-        fd, path = tempfile.mkstemp(prefix="ember-ascend-emu-", suffix=".so")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(binary)
-            self._lib = ctypes.CDLL(path)
-        finally:
-            os.unlink(path)  # the mapping stays valid; nothing is left behind on disk
+        self._lib = load_shared_object(binary)
         checking = self._lib.ember_module_checking
         checking.restype = ctypes.c_int
         self.checking = bool(checking())

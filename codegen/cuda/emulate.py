@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 import platform
 import re
-import shutil
 import struct
-import subprocess
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from .. import BackendUnavailable
+from ..gxx import EmulatorCompileError, EmulatorUnavailable  # noqa: F401 - part of this module's API
+from ..gxx import compile_shared_object, find_gxx, gxx_version, load_shared_object
 
 EMU_DIR = Path(__file__).resolve().parent / "emu"
 
@@ -53,16 +50,8 @@ _CXXFLAGS = ("-std=c++17", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-f
              *(("-fcf-protection=none",) if platform.machine() in ("x86_64", "AMD64") else ()))
 
 
-class EmulatorUnavailable(BackendUnavailable):
-    """The emulator cannot run here: g++ (the only tool it needs) is missing."""
-
-
 class EmulationError(RuntimeError):
     """A kernel broke a rule while emulated (out-of-bounds access, shared-memory race, divergent barrier...)."""
-
-
-class EmulatorCompileError(RuntimeError):
-    """g++ rejected the emulated module; the message carries g++'s output."""
 
 
 @dataclass(frozen=True)
@@ -155,22 +144,13 @@ def _shim(spec: KernelSpec, max_threads: str | None) -> str:
     ])
 
 
-def _gxx() -> str:
-    gxx = shutil.which(os.environ.get("EMBER_CXX", "g++"))
-    if gxx is None:
-        raise EmulatorUnavailable("the CUDA emulator (-emulate) needs g++ (a C++17 compiler) on PATH; "
-                                  "install g++ or set EMBER_CXX")
-    return gxx
-
-
 @cache
 def toolchain() -> str:
     """g++'s version and a hash of the emulator headers, flags and shim: all that shapes a module (cache keys)."""
-    proc = subprocess.run([_gxx(), "--version"], check=False, capture_output=True, text=True)
     digest = hashlib.sha256(" ".join(_CXXFLAGS).encode())
     for part in (*sorted(EMU_DIR.glob("*.h")), Path(__file__)):
         digest.update(part.name.encode() + b"\0" + part.read_bytes())
-    return f"{' '.join(proc.stdout.splitlines()[:1])}; cuda_emu {digest.hexdigest()[:16]}"
+    return f"{gxx_version(find_gxx('CUDA'))}; cuda_emu {digest.hexdigest()[:16]}"
 
 
 def compile_module(source: str, kernels: Sequence[KernelSpec], checking: bool = True) -> bytes:
@@ -182,20 +162,9 @@ def compile_module(source: str, kernels: Sequence[KernelSpec], checking: bool = 
         raise ValueError(f"kernel names repeat: {names}")
     bounds = _launch_bounds(source)
     text = source + "\n\n" + "\n\n".join(_shim(s, bounds.get(s.name)) for s in kernels) + "\n"
-    gxx = _gxx()
-    with tempfile.TemporaryDirectory(prefix="ember-cuda-emu-") as tmp:
-        cpp, so = Path(tmp) / "module.cpp", Path(tmp) / "module.so"
-        cpp.write_text(text)
-        cmd = [gxx, *_CXXFLAGS, f"-DEMBER_EMU_CHECK={1 if checking else 0}", "-I", str(EMU_DIR),
-               "-o", str(so), str(cpp)]
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-        if proc.returncode != 0:
-            output = (proc.stderr or proc.stdout).replace(str(cpp), "<kernel source>")
-            if len(output) > 12000:
-                output = output[:12000] + "\n... (g++ output truncated)"
-            raise EmulatorCompileError(f"g++ could not compile the emulated CUDA module (kernels "
-                                       f"{', '.join(names)}):\n{output}")
-        return so.read_bytes()
+    flags = (*_CXXFLAGS, f"-DEMBER_EMU_CHECK={1 if checking else 0}", "-I", str(EMU_DIR))
+    return compile_shared_object(find_gxx("CUDA"), flags, text,
+                                 f"the emulated CUDA module (kernels {', '.join(names)})")
 
 
 def _pointer_arg(kernel: str, p: KernelParam, arg: object) -> tuple[int, int]:
@@ -249,27 +218,13 @@ def check_launch_dims(kernel: str, grid: tuple[int, int, int], block: tuple[int,
                          f"{MAX_THREADS_PER_BLOCK} per block")
 
 
-def _load_shared_object(binary: bytes) -> ctypes.CDLL:
-    """dlopen the bytes from a private temporary file, removed right after loading (the mapping stays valid).
-
-    A fresh random name per module matters: the dynamic loader returns an already loaded library for a known path.
-    """
-    fd, path = tempfile.mkstemp(prefix="ember-cuda-emu-", suffix=".so")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(binary)
-        return ctypes.CDLL(path)
-    finally:
-        os.unlink(path)
-
-
 class EmulatedModule:
     """A compiled module loaded into this process; launches are serialised (the emulator state is per module)."""
 
     def __init__(self, binary: bytes, kernels: Sequence[KernelSpec]):
         self._specs = {s.name: s for s in kernels}
         self._lock = threading.Lock()
-        self._lib = _load_shared_object(binary)
+        self._lib = load_shared_object(binary)
         self._entries = {}
         self._max_threads: dict[str, int] = {}
         for name in self._specs:
