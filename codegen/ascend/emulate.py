@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gxx import EmulatorCompileError, EmulatorUnavailable  # noqa: F401 - part of this module's API
-from ..gxx import compile_shared_object, find_gxx, gxx_version, load_shared_object
+from ..emulation import EmulatorCompileError, EmulatorUnavailable  # noqa: F401 - part of this module's API
+from ..emulation import buffer_argument, compile_shared_object, find_gxx, gxx_version, load_shared_object
 
 EMU_DIR = Path(__file__).resolve().parent / "emu"
 ARCHES = {2201: 192 * 1024, 2002: 256 * 1024, 1001: 256 * 1024}  # arch -> UB bytes per (vector) core
@@ -157,19 +157,7 @@ def compile_module(source: str, kernels: Sequence[KernelSpec], arch: int, ub_byt
 
 
 def _gm_arg(kernel: str, p: GmParam, arg: object) -> tuple[int, int]:
-    if isinstance(arg, np.ndarray):
-        if not arg.flags.c_contiguous:
-            raise ValueError(f"kernel {kernel}: argument {p.name} must be a C-contiguous array")
-        if p.is_output and not arg.flags.writeable:
-            raise ValueError(f"kernel {kernel}: output {p.name} is a read-only array")
-        return arg.ctypes.data, arg.nbytes
-    if isinstance(arg, tuple) and len(arg) == 2 and all(hasattr(v, "__index__") for v in arg):
-        address, nbytes = (int(v) for v in arg)
-        if address < 0 or nbytes < 0 or (address == 0 and nbytes > 0):
-            raise ValueError(f"kernel {kernel}: argument {p.name} got address {address:#x} with {nbytes} bytes")
-        return address, nbytes
-    raise ValueError(f"kernel {kernel}: argument {p.name} must be a numpy array or an (address, nbytes) pair, "
-                     f"got {type(arg).__name__}")
+    return buffer_argument(kernel, p.name, arg, written=p.is_output)
 
 
 def _view(address: int, nbytes: int) -> np.ndarray:

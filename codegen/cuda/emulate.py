@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..gxx import EmulatorCompileError, EmulatorUnavailable  # noqa: F401 - part of this module's API
-from ..gxx import compile_shared_object, find_gxx, gxx_version, load_shared_object
+from ..emulation import EmulatorCompileError, EmulatorUnavailable  # noqa: F401 - part of this module's API
+from ..emulation import buffer_argument, compile_shared_object, find_gxx, gxx_version, load_shared_object
 
 EMU_DIR = Path(__file__).resolve().parent / "emu"
 
@@ -169,22 +169,7 @@ def compile_module(source: str, kernels: Sequence[KernelSpec], checking: bool = 
 
 def _pointer_arg(kernel: str, p: KernelParam, arg: object) -> tuple[int, int]:
     const, base = _split_const(p.ctype)
-    if isinstance(arg, np.ndarray):
-        if arg.dtype != POINTER_TYPES[base]:
-            raise ValueError(f"kernel {kernel}: argument {p.name} ({p.ctype}*) got a {arg.dtype} array; "
-                             f"expected {POINTER_TYPES[base]}")
-        if not arg.flags.c_contiguous:
-            raise ValueError(f"kernel {kernel}: argument {p.name} must be a C-contiguous array")
-        if not const and not arg.flags.writeable:
-            raise ValueError(f"kernel {kernel}: argument {p.name} is written by the kernel but the array is read-only")
-        return arg.ctypes.data, arg.nbytes
-    if isinstance(arg, tuple) and len(arg) == 2 and all(hasattr(v, "__index__") for v in arg):
-        address, nbytes = (int(v) for v in arg)
-        if address < 0 or nbytes < 0 or (address == 0 and nbytes > 0):
-            raise ValueError(f"kernel {kernel}: argument {p.name} got address {address:#x} with {nbytes} bytes")
-        return address, nbytes
-    raise ValueError(f"kernel {kernel}: argument {p.name} ({p.ctype}*) must be a numpy array or an "
-                     f"(address, nbytes) pair, got {type(arg).__name__}")
+    return buffer_argument(kernel, f"{p.name} ({p.ctype}*)", arg, written=not const, dtype=POINTER_TYPES[base])
 
 
 def _scalar_word(kernel: str, p: KernelParam, arg: object) -> int:

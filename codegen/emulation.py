@@ -1,5 +1,5 @@
-"""g++ for the CPU emulators (CUDA and AscendC): find it, compile a module into shared-object bytes that the
-artifact cache can store, and load such bytes with ctypes."""
+"""What the CPU emulators (CUDA and AscendC) share: finding g++, compiling a module into shared-object bytes that
+the artifact cache can store, loading such bytes with ctypes, and checking buffer arguments."""
 from __future__ import annotations
 
 import ctypes
@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from . import BackendUnavailable
 
@@ -50,6 +52,27 @@ def compile_shared_object(gxx: str, flags: Sequence[str], text: str, what: str) 
                 output = output[:MAX_OUTPUT_CHARS] + "\n... (g++ output truncated)"
             raise EmulatorCompileError(f"g++ could not compile {what}:\n{output}")
         return so.read_bytes()
+
+
+def buffer_argument(kernel: str, name: str, arg: object, written: bool,
+                    dtype: "np.dtype | None" = None) -> tuple[int, int]:
+    """(address, nbytes) of a buffer argument: a C-contiguous numpy array (of `dtype` when given, writeable when the
+    kernel writes it) or an (address, nbytes) pair."""
+    if isinstance(arg, np.ndarray):
+        if dtype is not None and arg.dtype != dtype:
+            raise ValueError(f"kernel {kernel}: argument {name} got a {arg.dtype} array; expected {dtype}")
+        if not arg.flags.c_contiguous:
+            raise ValueError(f"kernel {kernel}: argument {name} must be a C-contiguous array")
+        if written and not arg.flags.writeable:
+            raise ValueError(f"kernel {kernel}: argument {name} is written by the kernel but the array is read-only")
+        return arg.ctypes.data, arg.nbytes
+    if isinstance(arg, tuple) and len(arg) == 2 and all(hasattr(v, "__index__") for v in arg):
+        address, nbytes = (int(v) for v in arg)
+        if address < 0 or nbytes < 0 or (address == 0 and nbytes > 0):
+            raise ValueError(f"kernel {kernel}: argument {name} got address {address:#x} with {nbytes} bytes")
+        return address, nbytes
+    raise ValueError(f"kernel {kernel}: argument {name} must be a numpy array or an (address, nbytes) pair, "
+                     f"got {type(arg).__name__}")
 
 
 def load_shared_object(binary: bytes) -> ctypes.CDLL:
