@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .backend import AscendBackend, generate
 from .cexpr import AscendError
-from .report import plan_table
+from .report import plan_rows, plan_table
 from .tiling import TilingChoice
 
-__all__ = ["AscendBackend", "AscendError", "TilingChoice", "generate", "plan_table"]
+__all__ = ["AscendBackend", "AscendError", "TilingChoice", "generate", "plan_rows", "plan_table"]
