@@ -11,6 +11,7 @@ from typing import Sequence
 from ..ir.printer import tensor_ir_str
 from ..ir.structural import structural_key, topo_ops
 from ..ir.tensor import PlaceholderOp, Tensor
+from .lower import check_args
 from .pipeline import lower_to_loops, schedule_for
 from .schedule import Schedule, ScheduleError
 from .target import Target, parse_target
@@ -46,6 +47,7 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
     for t in arg_list:
         if not isinstance(t, Tensor):
             raise TypeError(f"build args must be tensors, got {type(t).__name__}")
+    check_args(arg_list)
     backend = get_backend(tgt)
     key = cache_key(ir=structural_key(arg_list), schedule=sch.trace.to_json(), target=tgt.canonical(),
                     toolchain=backend.toolchain(tgt), name=name)

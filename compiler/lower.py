@@ -51,15 +51,7 @@ class Lowerer:
         return [s for s in self.sch.stages if id(s) in live]
 
     def _check(self) -> None:
-        if not self.args:
-            raise ScheduleError("build needs at least one argument tensor")
-        names = [t.name for t in self.args]
-        for t in self.args:
-            if names.count(t.name) > 1:
-                raise ScheduleError(f"two arguments are named {t.name!r}; give tensors distinct names")
-        outputs = [t for t in self.args if not isinstance(t.op, PlaceholderOp)]
-        if not outputs:
-            raise ScheduleError("build arguments contain no computed tensor: nothing to compute")
+        check_args(self.args)
         arg_ops = {id(t.op) for t in self.args}
         for st in self.stages:
             for t in self.sch.reads(st):
@@ -372,6 +364,18 @@ def _size_vars(args: list[Tensor]) -> list[SizeVar]:
                 if isinstance(v, SizeVar):
                     out[v] = None
     return list(out)
+
+
+def check_args(args: list[Tensor]) -> None:
+    """What a kernel's argument list must satisfy, checked before any cache lookup (a cached kernel skips lowering)."""
+    if not args:
+        raise ScheduleError("build needs at least one argument tensor")
+    names = [t.name for t in args]
+    for t in args:
+        if names.count(t.name) > 1:
+            raise ScheduleError(f"two arguments are named {t.name!r}; give tensors distinct names")
+    if all(isinstance(t.op, PlaceholderOp) for t in args):
+        raise ScheduleError("build arguments contain no computed tensor: nothing to compute")
 
 
 def lower(sch: Schedule, args: list[Tensor], name: str = "kernel", gpu_loops: bool = False) -> PrimFunc:

@@ -478,6 +478,9 @@ def test_args_without_computed_tensor():
 
 
 def test_duplicate_argument_names():
+    """Checked even when a kernel of the same structure (names aside) is already compiled and cached."""
+    B = ember.placeholder((4,), "float32", "Y")
+    ember.build(ember.compute((4,), lambda i: B[i] + 1, name="Z"))
     A = ember.placeholder((4,), "float32", "X")
     C = ember.compute((4,), lambda i: A[i] + 1, name="X")
     with pytest.raises(ScheduleError, match=r"two arguments are named 'X'; give tensors distinct names"):
