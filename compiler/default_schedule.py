@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..ir.expr import Const
-from ..ir.tensor import Tensor
-from ..ir.tensor import MATERIALIZE
+from ..ir.tensor import MATERIALIZE, Tensor
 from .rules_contraction import schedule_contraction
 from .rules_rowwise import schedule_rowwise
 from .rules_window import schedule_window
@@ -35,6 +34,14 @@ def vector_lanes(target: Target, itemsize: int) -> int:
     return max(width // itemsize, 1)
 
 
+def inline_elementwise(sch: Schedule) -> None:
+    """Every target's first rule: element-wise intermediates are inlined into their readers (stages tagged
+    `materialize`, such as im2col, and reductions stay stages of their own)."""
+    for st in sch.stages:
+        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
+            st.compute_inline()
+
+
 def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedule:
     if target.kind == "cuda":
         from .rules_gpu import gpu_schedule
@@ -43,9 +50,7 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
         from .rules_ascend import ascend_schedule
         return ascend_schedule(outputs)
     sch = Schedule(outputs)
-    for st in sch.stages:
-        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
-            st.compute_inline()
+    inline_elementwise(sch)
 
     def lanes_of(st: Stage) -> int:
         return vector_lanes(target, st.op.outputs[0].dtype.itemsize)

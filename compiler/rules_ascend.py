@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..ir.tensor import MATERIALIZE, Tensor
+from ..ir.tensor import Tensor
+from .default_schedule import inline_elementwise
 from .schedule import Schedule
 
 
 def ascend_schedule(outputs: "Tensor | Sequence[Tensor]") -> Schedule:
     sch = Schedule(outputs)
-    for st in sch.stages:
-        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
-            st.compute_inline()
+    inline_elementwise(sch)
     return sch

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..ir.expr import Const
-from ..ir.tensor import MATERIALIZE, Tensor
+from ..ir.tensor import Tensor
+from .default_schedule import inline_elementwise
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -30,9 +31,7 @@ TILE, TILE_THREADS, K_TILE = 64, 16, 16  # matmul: block tile, threads per tile 
 
 def gpu_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedule:
     sch = Schedule(outputs)
-    for st in sch.stages:
-        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
-            st.compute_inline()
+    inline_elementwise(sch)
     block = min(BLOCK, int(target.get("max-threads-per-block")))  # type: ignore[arg-type]
     for st in list(sch.stages):
         if st.attach.kind != "root":

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..compiler.default_schedule import vector_lanes
+from ..compiler.default_schedule import inline_elementwise, vector_lanes
 from ..compiler.lower import lower
-from ..compiler.rules_contraction import MATERIALIZE, Blocking, apply_blocking, match
+from ..compiler.rules_contraction import Blocking, apply_blocking, match
 from ..compiler.schedule import Axis, Schedule, ScheduleError, Split, Stage
 from ..compiler.target import Target
 from ..ir.expr import Const
@@ -62,13 +62,6 @@ def tile_sizes(extent: "int | None", limit: int = MAX_TILE) -> list[int]:
     return picks
 
 
-def inline_rule(sch: Schedule) -> None:
-    """The default schedule's first rule: element-wise intermediates are inlined (im2col-like layouts are kept)."""
-    for st in sch.stages:
-        if not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1 and st.op.tag != MATERIALIZE:
-            st.compute_inline()
-
-
 def _rfactorable(st: Stage) -> bool:
     body = st.op.body
     return len(body) == 1 and isinstance(body[0], Reduce) and body[0].combiner in ("sum", "prod", "max", "min")
@@ -80,7 +73,7 @@ class Space:
     def __init__(self, outputs: Sequence[Tensor], args: Sequence[Tensor], target: Target) -> None:
         self.outputs, self.args, self.target = list(outputs), list(args), target
         probe = Schedule(self.outputs)
-        inline_rule(probe)
+        inline_elementwise(probe)
         self.roots = [st.name for st in probe.stages if st.attach.kind == "root"]
         self.knobs: list[Knob] = []
         self.blocked: set[str] = set()
@@ -183,7 +176,7 @@ class Space:
     def apply(self, d: Decisions, check_lowering: bool = True) -> Schedule:
         """The schedule these decisions describe; ScheduleError when they do not make a legal one."""
         sch = Schedule(self.outputs)
-        inline_rule(sch)
+        inline_elementwise(sch)
         for name in reversed(self.roots):  # consumers first, so producers can be placed in their loops
             st = sch[name]
             if name in self.blocked and d.get(f"{name}:mode", "blocked") == "blocked":
