@@ -7,7 +7,6 @@ padding; the kernel's arguments and workspaces) and, with -emulate, "binary" (th
 from __future__ import annotations
 
 import json
-import struct
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ from ...ir.expr import Const, SizeVar
 from ...ir.loops import Buffer, PrimFunc
 from .analyze import Program, analyze
 from .cexpr import HELPERS, AscendError, ident, storage_type
+from .emulate import pack_tiling
 from .host import render_host
 from .kernel import COPY_ALIGNED, COPY_PAD, PRELUDE, KernelSource
 from .scalar import render_scalar
@@ -199,8 +199,7 @@ class Launcher:
             gm[w["name"]] = (buf.ctypes.data, nbytes)
         for k in plan["kernels"]:
             values = [v if isinstance(v, int) else env[v] for v in k["tiling"]]
-            tiling = struct.pack(f"<{len(values)}q", *values)
-            self.module.launch(k["name"], k["blocks"], [gm[n] for n, _ in k["params"]], tiling)
+            self.module.launch(k["name"], k["blocks"], [gm[n] for n, _ in k["params"]], pack_tiling(values))
         for buf, ptr, nbytes in copies:
             _ctypes_copy(ptr, buf.ctypes.data, nbytes)
 

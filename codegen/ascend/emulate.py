@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import struct
 import subprocess
 import tempfile
 import threading
@@ -54,6 +55,18 @@ class KernelSpec:
     name: str
     params: tuple[GmParam, ...]
     tiling_type: str | None
+
+    @classmethod
+    def of(cls, name: str, inputs: Sequence[str], outputs: Sequence[str],
+           tiling_type: "str | None" = None) -> "KernelSpec":
+        """A kernel whose GM parameters are the inputs, then the outputs."""
+        return cls(name, tuple(GmParam(p, False) for p in inputs) + tuple(GmParam(p, True) for p in outputs),
+                   tiling_type)
+
+
+def pack_tiling(values: Sequence[int]) -> bytes:
+    """The bytes of a tiling struct: int64 fields in declaration order, no padding (the contract's layout)."""
+    return struct.pack(f"<{len(values)}q", *values)
 
 
 def _check_spec(spec: KernelSpec) -> None:

@@ -1,27 +1,23 @@
 """The AscendC CPU emulator runs hand-written canonical AscendC kernels correctly and catches broken ones.
 
 Kernels are grouped into a few sources so each module is compiled once: good vector kernels (arch 2201), the
-same vector add with padded buffers (arch 2002), Matmul through the high-level API, and deliberately broken kernels
-that must each fail with their rule while the module stays usable.
+same vector add with padded buffers (arch 2002). Matmul through the high-level API is in test_emulator_matmul.py,
+the deliberately broken kernels in test_emulator_checks.py, unchecked modules and the CPU-twin host path in
+test_emulator_host.py.
 """
 from __future__ import annotations
 
-import ctypes
 import shutil
-import struct
 
 import numpy as np
 import pytest
 from ember.codegen.ascend.emulate import (
     EmulatedModule,
     EmulationError,
-    EmulationWarning,
     EmulatorCompileError,
-    EmulatorUnavailable,
-    GmParam,
     KernelSpec,
     compile_module,
-    cube_tiling,
+    pack_tiling,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -537,24 +533,20 @@ def _split(total: int, blocks: int, align: int) -> tuple[int, int, int]:
 
 
 def _tiling(*fields: int) -> bytes:
-    return struct.pack(f"<{len(fields)}q", *fields)
-
-
-def _spec(name: str, ins: tuple[str, ...], outs: tuple[str, ...], tiling: str | None) -> KernelSpec:
-    return KernelSpec(name, tuple(GmParam(p, False) for p in ins) + tuple(GmParam(p, True) for p in outs), tiling)
+    return pack_tiling(fields)
 
 
 GOOD_SPECS = [
-    _spec("vadd_f32", ("x", "y"), ("z",), "EmberTiling_vadd"),
-    _spec("vadd_f16", ("x", "y"), ("z",), "EmberTiling_vadd"),
-    _spec("softmax", ("x",), ("y",), "EmberTiling_softmax"),
-    _spec("cast_f32_f16", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
-    _spec("cast_f16_f32", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
-    _spec("cmp_select", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
-    _spec("cast_f32_bf16", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
-    _spec("ops_f32", ("x", "y"), ("z",), "EmberTiling_ops"),
-    _spec("ops_f16", ("x", "y"), ("z",), "EmberTiling_ops"),
-    _spec("reduce_misc", ("x",), ("sum", "mx", "mnvi", "blk", "bc", "amin"), "EmberTiling_reduce"),
+    KernelSpec.of("vadd_f32", ("x", "y"), ("z",), "EmberTiling_vadd"),
+    KernelSpec.of("vadd_f16", ("x", "y"), ("z",), "EmberTiling_vadd"),
+    KernelSpec.of("softmax", ("x",), ("y",), "EmberTiling_softmax"),
+    KernelSpec.of("cast_f32_f16", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
+    KernelSpec.of("cast_f16_f32", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
+    KernelSpec.of("cmp_select", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
+    KernelSpec.of("cast_f32_bf16", ("x", "y"), ("z", "w"), "EmberTiling_ew"),
+    KernelSpec.of("ops_f32", ("x", "y"), ("z",), "EmberTiling_ops"),
+    KernelSpec.of("ops_f16", ("x", "y"), ("z",), "EmberTiling_ops"),
+    KernelSpec.of("reduce_misc", ("x",), ("sum", "mx", "mnvi", "blk", "bc", "amin"), "EmberTiling_reduce"),
 ]
 
 
@@ -744,7 +736,7 @@ extern "C" __global__ __aicore__ void pad_on_310p(GM_ADDR x, GM_ADDR z)
 }
 """
 
-SPECS_2002 = GOOD_SPECS[:2] + [_spec("pad_on_310p", ("x",), ("z",), None)]
+SPECS_2002 = GOOD_SPECS[:2] + [KernelSpec.of("pad_on_310p", ("x",), ("z",), None)]
 
 
 def test_arch_2002_padded_vector_add_and_no_datacopypad():
@@ -754,398 +746,6 @@ def test_arch_2002_padded_vector_add_and_no_datacopypad():
     with pytest.raises(EmulationError, match=r"pad_on_310p, block 0 .*\[datacopypad-arch\].*2002"):
         mod.launch("pad_on_310p", 1, [np.zeros(8, np.float32), np.zeros(8, np.float32)])
     run_vadd(mod, np.float32, 64, 2, 64, pad_to=16)
-
-
-# ---- Matmul through the high-level API ----------------------------------------------------------------------
-
-MATMUL = r"""
-#include "kernel_operator.h"
-#include "lib/matmul_intf.h"
-
-struct EmberTiling_mm {
-    int64_t M, N, K, usedCoreNum, singleCoreM, singleCoreN, baseM, baseN, baseK, isBias, iterate, transB;
-};
-
-template <typename TAB, typename TC>
-__aicore__ inline void MatmulBlock(GM_ADDR a, GM_ADDR b, GM_ADDR bias, GM_ADDR c, const EmberTiling_mm& t)
-{
-    TCubeTiling cube;
-    cube.usedCoreNum = (int32_t)t.usedCoreNum;
-    cube.M = (int32_t)t.M; cube.N = (int32_t)t.N; cube.Ka = (int32_t)t.K; cube.Kb = (int32_t)t.K;
-    cube.singleCoreM = (int32_t)t.singleCoreM; cube.singleCoreN = (int32_t)t.singleCoreN;
-    cube.singleCoreK = (int32_t)t.K;
-    cube.baseM = (int32_t)t.baseM; cube.baseN = (int32_t)t.baseN; cube.baseK = (int32_t)t.baseK;
-    cube.isBias = (int32_t)t.isBias;
-    const int64_t idx = AscendC::GetBlockIdx();
-    if (idx >= t.usedCoreNum) return;
-    const int64_t mBlocks = (t.M + t.singleCoreM - 1) / t.singleCoreM;
-    const int64_t mi = idx % mBlocks, ni = idx / mBlocks;
-    AscendC::GlobalTensor<TAB> aGm, bGm;
-    AscendC::GlobalTensor<float> biasGm;
-    AscendC::GlobalTensor<TC> cGm;
-    aGm.SetGlobalBuffer((__gm__ TAB*)a, t.M * t.K);
-    bGm.SetGlobalBuffer((__gm__ TAB*)b, t.K * t.N);
-    biasGm.SetGlobalBuffer((__gm__ float*)bias, t.N);
-    cGm.SetGlobalBuffer((__gm__ TC*)c, t.M * t.N);
-    AscendC::TPipe pipe;
-    AscendC::Matmul<AscendC::MatmulType<AscendC::TPosition::GM, CubeFormat::ND, TAB>,
-                    AscendC::MatmulType<AscendC::TPosition::GM, CubeFormat::ND, TAB>,
-                    AscendC::MatmulType<AscendC::TPosition::GM, CubeFormat::ND, TC>,
-                    AscendC::MatmulType<AscendC::TPosition::GM, CubeFormat::ND, float>> mm;
-    REGIST_MATMUL_OBJ(&pipe, AscendC::GetSysWorkSpacePtr(), mm, &cube);
-    const int64_t tailM = t.M - mi * t.singleCoreM < t.singleCoreM ? t.M - mi * t.singleCoreM : t.singleCoreM;
-    const int64_t tailN = t.N - ni * t.singleCoreN < t.singleCoreN ? t.N - ni * t.singleCoreN : t.singleCoreN;
-    mm.SetOrgShape((int)t.M, (int)t.N, (int)t.K);
-    mm.SetTensorA(aGm[mi * t.singleCoreM * t.K]);
-    mm.SetTensorB(bGm[t.transB ? ni * t.singleCoreN * t.K : ni * t.singleCoreN], t.transB != 0);
-    if (t.isBias) mm.SetBias(biasGm[ni * t.singleCoreN]);
-    mm.SetTail((int)tailM, (int)tailN);
-    const uint64_t offC = mi * t.singleCoreM * t.N + ni * t.singleCoreN;
-    if (t.iterate) {
-        while (mm.Iterate()) mm.GetTensorC(cGm[offC]);
-    } else {
-        mm.IterateAll(cGm[offC]);
-    }
-    mm.End();
-}
-
-extern "C" __global__ __aicore__ void mm_f32(GM_ADDR a, GM_ADDR b, GM_ADDR bias, GM_ADDR c, EmberTiling_mm t)
-{
-    MatmulBlock<float, float>(a, b, bias, c, t);
-}
-extern "C" __global__ __aicore__ void mm_f16(GM_ADDR a, GM_ADDR b, GM_ADDR bias, GM_ADDR c, EmberTiling_mm t)
-{
-    MatmulBlock<half, float>(a, b, bias, c, t);
-}
-"""
-
-MM_SPECS = [_spec("mm_f32", ("a", "b", "bias"), ("c",), "EmberTiling_mm"),
-            _spec("mm_f16", ("a", "b", "bias"), ("c",), "EmberTiling_mm")]
-
-
-@pytest.fixture(scope="module")
-def mm() -> EmulatedModule:
-    return EmulatedModule(compile_module(MATMUL, MM_SPECS, 2201, UB_2201), MM_SPECS)
-
-
-@pytest.mark.parametrize("m,n,k,cores,half,bias,iterate,trans_b", [
-    (64, 48, 32, 4, False, False, False, False), (100, 70, 33, 6, False, True, True, True),
-    (17, 300, 40, 8, True, True, False, False), (130, 20, 64, 3, True, False, True, True),
-    (1, 1, 1, 1, False, True, False, False)])
-def test_matmul_high_level_api(mm, m, n, k, cores, half, bias, iterate, trans_b):
-    rng = np.random.default_rng(m + n + k)
-    dt = np.float16 if half else np.float32
-    a, b = rng.standard_normal((m, k)).astype(dt), rng.standard_normal((k, n)).astype(dt)
-    bvec = rng.standard_normal(n).astype(np.float32)
-    c = np.empty((m, n), np.float32)
-    t = cube_tiling(m, n, k, cores=cores, ab_itemsize=a.itemsize, bias=bias)
-    fields = (m, n, k, t["usedCoreNum"], t["singleCoreM"], t["singleCoreN"], t["baseM"], t["baseN"], t["baseK"],
-              int(bias), int(iterate), int(trans_b))
-    b_gm = np.ascontiguousarray(b.T) if trans_b else b
-    mm.launch("mm_f16" if half else "mm_f32", t["usedCoreNum"], [a, b_gm, bvec, c], _tiling(*fields))
-    ref = a.astype(np.float64) @ b.astype(np.float64) + (bvec if bias else 0)
-    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-5 * k)
-
-
-def test_matmul_rejects_an_invalid_cube_tiling(mm):
-    a, b, bias, c = np.ones((8, 8), np.float32), np.ones((8, 8), np.float32), np.zeros(8, np.float32), \
-        np.empty((8, 8), np.float32)
-    with pytest.raises(EmulationError, match=r"\[matmul\] TCubeTiling base 10x16x8"):
-        mm.launch("mm_f32", 1, [a, b, bias, c], _tiling(8, 8, 8, 1, 8, 8, 10, 16, 8, 0, 0, 0))
-    mm.launch("mm_f32", 1, [a, b, bias, c], _tiling(8, 8, 8, 1, 8, 8, 16, 16, 8, 0, 0, 0))
-    np.testing.assert_array_equal(c, a @ b)
-
-
-# ---- broken kernels: each must fail with its rule, and the module must keep working -------------------------
-
-BROKEN = r"""
-#include "kernel_operator.h"
-
-#define GM_FLOATS(name, ptr, n) AscendC::GlobalTensor<float> name; name.SetGlobalBuffer((__gm__ float*)(ptr), n)
-
-extern "C" __global__ __aicore__ void good_copy(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 1> in;
-    AscendC::TQue<AscendC::TPosition::VECOUT, 1> out;
-    pipe.InitBuffer(in, 1, 32);
-    pipe.InitBuffer(out, 1, 32);
-    const int64_t off = AscendC::GetBlockIdx() * 8;
-    GM_FLOATS(xGm, x, 64);
-    GM_FLOATS(zGm, z, 64);
-    AscendC::LocalTensor<float> a = in.AllocTensor<float>();
-    AscendC::DataCopy(a, xGm[off], 8);
-    in.EnQue(a);
-    a = in.DeQue<float>();
-    AscendC::LocalTensor<float> b = out.AllocTensor<float>();
-    AscendC::Muls(b, a, 2.0f, 8);
-    out.EnQue(b);
-    in.FreeTensor(a);
-    b = out.DeQue<float>();
-    AscendC::DataCopy(zGm[off], b, 8);
-    out.FreeTensor(b);
-}
-
-extern "C" __global__ __aicore__ void ub_over(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 2> q;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> tmp;
-    pipe.InitBuffer(q, 2, 64 * 1024);
-    pipe.InitBuffer(tmp, 64 * 1024 + 32);
-}
-
-extern "C" __global__ __aicore__ void misaligned_copy(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 1> q;
-    pipe.InitBuffer(q, 1, 64);
-    GM_FLOATS(xGm, x, 64);
-    AscendC::LocalTensor<float> t = q.AllocTensor<float>();
-    AscendC::DataCopy(t, xGm, 10);
-    q.FreeTensor(t);
-}
-
-extern "C" __global__ __aicore__ void leak(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 1> q;
-    pipe.InitBuffer(q, 1, 64);
-    AscendC::LocalTensor<float> t = q.AllocTensor<float>();
-    AscendC::Duplicate(t, 1.0f, 16);
-}
-
-extern "C" __global__ __aicore__ void deque_empty(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 2> q;
-    pipe.InitBuffer(q, 2, 64);
-    AscendC::LocalTensor<float> t = q.DeQue<float>();
-    q.FreeTensor(t);
-}
-
-extern "C" __global__ __aicore__ void use_after_free(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECOUT, 1> q;
-    pipe.InitBuffer(q, 1, 64);
-    AscendC::LocalTensor<float> t = q.AllocTensor<float>();
-    q.FreeTensor(t);
-    AscendC::Duplicate(t, 1.0f, 16);
-}
-
-extern "C" __global__ __aicore__ void enque_depth(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 1> q;
-    pipe.InitBuffer(q, 2, 64);
-    AscendC::LocalTensor<float> a = q.AllocTensor<float>();
-    AscendC::LocalTensor<float> b = q.AllocTensor<float>();
-    q.EnQue(a);
-    q.EnQue(b);
-}
-
-extern "C" __global__ __aicore__ void gm_oob_read(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 1> q;
-    pipe.InitBuffer(q, 1, 64);
-    GM_FLOATS(xGm, x, 64);
-    AscendC::LocalTensor<float> t = q.AllocTensor<float>();
-    AscendC::DataCopy(t, xGm[64 - 8 * AscendC::GetBlockIdx()], 16);
-    q.FreeTensor(t);
-}
-
-// Writes only the first half of its block's 8 outputs.
-extern "C" __global__ __aicore__ void half_written(GM_ADDR x, GM_ADDR z)
-{
-    GM_FLOATS(zGm, z, 64);
-    for (int i = 0; i < 4; ++i) zGm.SetValue(AscendC::GetBlockIdx() * 8 + i, 1.0f);
-    for (int i = 0; i < 4 && AscendC::GetBlockIdx() == 0; ++i) zGm.SetValue(32 + i, 0.0f);
-}
-
-extern "C" __global__ __aicore__ void same_range(GM_ADDR x, GM_ADDR z)
-{
-    GM_FLOATS(zGm, z, 64);
-    for (int i = 0; i < 8; ++i) zGm.SetValue(i, (float)i);
-}
-
-// Block 0 copies what block 1 writes: the result depends on which block runs first.
-extern "C" __global__ __aicore__ void order_dependent(GM_ADDR x, GM_ADDR z)
-{
-    GM_FLOATS(xGm, x, 64);
-    GM_FLOATS(zGm, z, 16);
-    if (AscendC::GetBlockIdx() == 1) {
-        for (int i = 0; i < 8; ++i) zGm.SetValue(8 + i, xGm.GetValue(i));
-    } else {
-        for (int i = 0; i < 8; ++i) zGm.SetValue(i, zGm.GetValue(8 + i));
-    }
-}
-
-extern "C" __global__ __aicore__ void exp_int(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> b;
-    pipe.InitBuffer(b, 64);
-    AscendC::LocalTensor<int32_t> t = b.Get<int32_t>();
-    AscendC::Exp(t, t, 16);
-}
-
-extern "C" __global__ __aicore__ void use_before_deque(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 1> q;
-    pipe.InitBuffer(q, 1, 64);
-    AscendC::LocalTensor<float> t = q.AllocTensor<float>();
-    q.EnQue(t);
-    AscendC::Adds(t, t, 1.0f, 16);
-}
-
-extern "C" __global__ __aicore__ void misaligned_operand(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> b;
-    pipe.InitBuffer(b, 128);
-    AscendC::LocalTensor<float> t = b.Get<float>();
-    AscendC::Muls(t[3], t[3], 2.0f, 8);
-}
-
-extern "C" __global__ __aicore__ void local_oob(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> b;
-    pipe.InitBuffer(b, 128);
-    AscendC::LocalTensor<float> t = b.Get<float>();
-    AscendC::Duplicate(t[16], 0.0f, 32);
-}
-
-extern "C" __global__ __aicore__ void compare_count(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> b, m;
-    pipe.InitBuffer(b, 512);
-    pipe.InitBuffer(m, 32);
-    AscendC::LocalTensor<float> t = b.Get<float>();
-    AscendC::LocalTensor<uint8_t> mask = m.Get<uint8_t>();
-    AscendC::Compare(mask, t, t, AscendC::CMPMODE::LT, 72);
-}
-
-extern "C" __global__ __aicore__ void too_many_live(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECIN, 2> q[5];
-    for (auto& one : q) pipe.InitBuffer(one, 2, 32);
-    for (auto& one : q) {
-        AscendC::LocalTensor<float> a = one.AllocTensor<float>();
-        AscendC::LocalTensor<float> b = one.AllocTensor<float>();
-        one.FreeTensor(a);
-        one.FreeTensor(b);
-    }
-    AscendC::LocalTensor<float> held[10];
-    for (int i = 0; i < 10; ++i) held[i] = q[i / 2].AllocTensor<float>();
-}
-
-// A GM->UB copy into a TBuf read by a vector op with no MTE2_V flag in between.
-extern "C" __global__ __aicore__ void tbuf_hazard(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> b;
-    pipe.InitBuffer(b, 64);
-    GM_FLOATS(xGm, x, 64);
-    AscendC::LocalTensor<float> t = b.Get<float>();
-    AscendC::DataCopy(t, xGm, 16);
-    AscendC::Exp(t, t, 16);
-}
-
-extern "C" __global__ __aicore__ void wait_without_set(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
-}
-
-extern "C" __global__ __aicore__ void write_input(GM_ADDR x, GM_ADDR z)
-{
-    GM_FLOATS(xGm, x, 64);
-    xGm.SetValue(0, 1.0f);
-}
-
-extern "C" __global__ __aicore__ void too_many_buffers(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TQue<AscendC::TPosition::VECCALC, 1> q[9];
-    for (auto& one : q) pipe.InitBuffer(one, 8, 32);
-}
-"""
-
-BROKEN_CASES = {  # kernel -> (rule, blocks)
-    "ub_over": ("ub-capacity", 1),
-    "misaligned_copy": ("datacopy-align", 1),
-    "leak": ("queue-leak", 1),
-    "deque_empty": ("deque-empty", 1),
-    "use_after_free": ("use-after-free", 1),
-    "enque_depth": ("enque-depth", 1),
-    "gm_oob_read": ("gm-bounds", 2),
-    "half_written": ("gm-unwritten", 4),
-    "same_range": ("gm-overlap", 2),
-    "order_dependent": ("order-dependence", 2),
-    "exp_int": ("dtype", 1),
-    "use_before_deque": ("use-before-deque", 1),
-    "misaligned_operand": ("local-align", 1),
-    "local_oob": ("local-bounds", 1),
-    "compare_count": ("compare-align", 1),
-    "too_many_live": ("position-limit", 1),
-    "write_input": ("gm-write-to-input", 1),
-    "tbuf_hazard": ("sync-hazard", 1),
-    "wait_without_set": ("sync-wait-without-set", 1),
-    "too_many_buffers": ("buffer-count", 1),
-}
-BROKEN_SPECS = [_spec(k, ("x",), ("z",), None) for k in ["good_copy", *BROKEN_CASES]]
-
-
-@pytest.fixture(scope="module")
-def broken() -> EmulatedModule:
-    return EmulatedModule(compile_module(BROKEN, BROKEN_SPECS, 2201, UB_2201), BROKEN_SPECS)
-
-
-def _good_copy(mod: EmulatedModule) -> None:
-    x = np.arange(64, dtype=np.float32)
-    z = np.empty(64, np.float32)
-    mod.launch("good_copy", 8, [x, z])
-    np.testing.assert_array_equal(z, 2 * x)
-
-
-@pytest.mark.parametrize("kernel", list(BROKEN_CASES))
-def test_broken_kernel_fails_with_its_rule(broken, kernel):
-    rule, blocks = BROKEN_CASES[kernel]
-    x = np.arange(64, dtype=np.float32)
-    z = np.empty(16 if kernel == "order_dependent" else 64, np.float32)
-    with pytest.raises(EmulationError, match=rf"kernel {kernel}\b.*\[{rule}\]") as info:
-        broken.launch(kernel, blocks, [x, z])
-    if rule not in ("gm-unwritten", "order-dependence"):
-        assert "block " in str(info.value)
-    _good_copy(broken)
-
-
-def test_gm_overlap_names_both_blocks(broken):
-    with pytest.raises(EmulationError, match=r"block 1 of 2: .*\[gm-overlap\].*block 0"):
-        broken.launch("same_range", 2, [np.zeros(64, np.float32), np.zeros(64, np.float32)])
-
-
-def test_launch_argument_errors(broken):
-    x, z = np.zeros(64, np.float32), np.zeros(64, np.float32)
-    with pytest.raises(EmulationError, match=r"\[num-blocks\]"):
-        broken.launch("good_copy", 0, [x, z])
-    with pytest.raises(ValueError, match="takes 2 GM arguments"):
-        broken.launch("good_copy", 1, [x])
-    with pytest.raises(ValueError, match="no tiling parameter"):
-        broken.launch("good_copy", 1, [x, z], tiling=b"\0" * 8)
-    with pytest.raises(ValueError, match="no kernel"):
-        broken.launch("nope", 1, [x, z])
-    buf = np.zeros(96, np.float32)
-    with pytest.raises(ValueError, match="partially overlaps"):
-        broken.launch("good_copy", 1, [buf[:64], buf[32:]])
-    _good_copy(broken)
 
 
 def test_in_place_output_keeps_contents_and_order_check(good):
@@ -1165,94 +765,3 @@ def test_compile_errors_and_bad_specs():
         compile_module(COMMON, [], 3000, UB_2201)
     with pytest.raises(ValueError, match="UB size"):
         compile_module(COMMON, [], 2201, UB_2002)
-
-
-# ---- unchecked modules, the CPU-twin host path, a missing compiler --------------------------------------------
-
-TWIN = r"""
-#include "kernel_operator.h"
-
-extern "C" __global__ __aicore__ void twice(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::GlobalTensor<float> xGm, zGm;
-    xGm.SetGlobalBuffer((__gm__ float*)x + AscendC::GetBlockIdx() * 8, 8);
-    zGm.SetGlobalBuffer((__gm__ float*)z + AscendC::GetBlockIdx() * 8, 8);
-    for (int i = 0; i < 8; ++i) zGm.SetValue(i, 2.0f * xGm.GetValue(i));
-}
-
-extern "C" __global__ __aicore__ void overlap(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::GlobalTensor<float> zGm;
-    zGm.SetGlobalBuffer((__gm__ float*)z, 8);
-    for (int i = 0; i < 8; ++i) zGm.SetValue(i, (float)AscendC::GetBlockIdx());
-}
-
-// Op-project style: the tiling arrives as a GM pointer and GET_TILING_DATA copies it into the registered struct.
-struct OpTiling {
-    float scale;
-    int32_t n;
-};
-REGISTER_TILING_DEFAULT(OpTiling);
-
-extern "C" __global__ __aicore__ void op_style(GM_ADDR x, GM_ADDR z, GM_ADDR tiling)
-{
-    GET_TILING_DATA(td, tiling);
-    AscendC::GlobalTensor<float> xGm, zGm;
-    xGm.SetGlobalBuffer((__gm__ float*)x, td.n);
-    zGm.SetGlobalBuffer((__gm__ float*)z, td.n);
-    for (int32_t i = 0; i < td.n; ++i) zGm.SetValue(i, td.scale * xGm.GetValue(i));
-}
-
-extern "C" __global__ __aicore__ void ub_scratch(GM_ADDR x, GM_ADDR z)
-{
-    AscendC::TPipe pipe;
-    AscendC::TBuf<AscendC::TPosition::VECCALC> tmp;
-    pipe.InitBuffer(tmp, 188 * 1024);
-}
-
-// The host side of CANN's CPU twin: GmAlloc'd buffers, ICPU_RUN_KF twice on the same buffers.
-#include "tikicpulib.h"
-
-extern "C" __attribute__((visibility("default"))) int host_twin(void)
-{
-    float* x = (float*)AscendC::GmAlloc(64 * sizeof(float));
-    float* z = (float*)AscendC::GmAlloc(64 * sizeof(float));
-    for (int i = 0; i < 64; ++i) x[i] = (float)i;
-    AscendC::SetKernelMode(KernelMode::AIV_MODE);
-    ICPU_RUN_KF(twice, 8, (GM_ADDR)x, (GM_ADDR)z);
-    ICPU_RUN_KF(twice, 8, (GM_ADDR)x, (GM_ADDR)z);
-    float total = 0;
-    for (int i = 0; i < 64; ++i) total += z[i];
-    AscendC::GmFree(x);
-    AscendC::GmFree(z);
-    return (int)total;
-}
-"""
-
-
-def test_unchecked_module_and_cpu_twin_host_path(tmp_path):
-    specs = [_spec(k, ("x",), ("z",), None) for k in ("twice", "overlap", "ub_scratch")]
-    specs.append(KernelSpec("op_style", (GmParam("x", False), GmParam("z", True), GmParam("tiling", False)), None))
-    binary = compile_module(TWIN, specs, 2201, UB_2201, checking=False)
-    mod = EmulatedModule(binary, specs)
-    assert not mod.checking
-    x, z = np.arange(64, dtype=np.float32), np.zeros(64, np.float32)
-    mod.launch("overlap", 2, [x, z])  # racing writes go unreported without checking
-    np.testing.assert_array_equal(z[:8], 1.0)
-    mod.launch("twice", 8, [x, z])
-    np.testing.assert_array_equal(z, 2 * x)
-    td = np.zeros(2, np.float32)
-    td[0], td[1:2].view(np.int32)[0] = 3.0, 64
-    mod.launch("op_style", 1, [x, z, td])
-    np.testing.assert_array_equal(z, 3 * x)
-    with pytest.warns(EmulationWarning, match="above 184 KB"):
-        mod.launch("ub_scratch", 1, [x, z])
-    path = tmp_path / "twin.so"
-    path.write_bytes(binary)
-    assert ctypes.CDLL(str(path)).host_twin() == 2 * sum(range(64))
-
-
-def test_missing_compiler_is_reported(monkeypatch):
-    monkeypatch.setenv("EMBER_CXX", "ember-no-such-g++")
-    with pytest.raises(EmulatorUnavailable, match="needs g\\+\\+"):
-        compile_module(TWIN, [], 2201, UB_2201)
