@@ -218,7 +218,7 @@ class Lowerer:
         for level in range(len(st.leaf) - 1, -1, -1):
             ax = st.leaf[level]
             body = self._with_attached(st, ax, body, level)
-            body = For(ax.var, loops.ext[ax], ax.loop, body, ax.thread_tag)
+            body = For(ax.var, loops.ext[ax], ax.loop, body, ax.thread_tag, tuple(ax.pragmas.items()))
             if level == first_red:
                 init_nest = init
                 for inner in reversed(st.leaf[level + 1:]):

@@ -129,7 +129,7 @@ def partition_loops(s: Stmt) -> Stmt:
     """Split loops so the main part runs without the tail guards of non-divisible splits; only the last
     iterations keep the guard (and, when vectorized, the masked code). Inner loops are partitioned first."""
     if isinstance(s, For):
-        return _partition_on(For(s.var, s.extent, s.kind, partition_loops(s.body), s.thread_tag))
+        return _partition_on(For(s.var, s.extent, s.kind, partition_loops(s.body), s.thread_tag, s.annotations))
     return with_children(s, [partition_loops(k) for k in s.children()])
 
 
@@ -146,11 +146,12 @@ def _partition_on(loop: For) -> Stmt:
     main_body = _drop_guards(loop.body, clause, lambda c: _holds_below(c, loop.var, inner, guard_point))
     point = guard_point if _at_most(guard_point, loop.extent) else binary("min", guard_point, loop.extent)
     point = simplify_index(point)
-    main = _partition_on(For(loop.var, point, loop.kind, main_body, loop.thread_tag))
+    main = _partition_on(For(loop.var, point, loop.kind, main_body, loop.thread_tag, loop.annotations))
     tail_var = Var(loop.var.name, INDEX)
     tail_body = _rebind_lets(map_exprs(loop.body, lambda e: substitute(e, {loop.var: tail_var + point})))
     tail_kind = "serial" if loop.kind == "parallel" else loop.kind
-    tail = For(tail_var, simplify_index(loop.extent - point), tail_kind, tail_body, loop.thread_tag)
+    tail = For(tail_var, simplify_index(loop.extent - point), tail_kind, tail_body, loop.thread_tag,
+               loop.annotations)
     return seq([main, tail])
 
 
@@ -166,7 +167,7 @@ def _rebind_lets(s: Stmt) -> Stmt:
         sub = (lambda e: substitute(e, mapping))
         if isinstance(x, For):
             ext = sub(x.extent)
-            return For(fresh(x.var), ext, x.kind, go(x.body), x.thread_tag)
+            return For(fresh(x.var), ext, x.kind, go(x.body), x.thread_tag, x.annotations)
         if isinstance(x, LetStmt):
             val = sub(x.value)
             return LetStmt(fresh(x.var), val, go(x.body))

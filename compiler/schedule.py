@@ -20,6 +20,11 @@ TAILS = ("guard", "pad")
 THREAD_TAGS = ("blockIdx.x", "blockIdx.y", "blockIdx.z", "threadIdx.x", "threadIdx.y", "threadIdx.z")
 MAX_VECTOR_LANES = 64
 MAX_UNROLL = 512
+PRAGMAS = {  # loop annotations carried to the loop IR (For.annotations); a backend that has no use for one ignores it
+    "tile_length": "elements per on-chip tile where a target stages data through a scratch memory (Ascend: the "
+                   "Unified Buffer)",
+    "num_blocks": "at most this many cores run the loop nest (Ascend: blocks of the launch)",
+}
 
 
 class ScheduleError(ValueError):
@@ -36,6 +41,7 @@ class Axis:
         self.var = Var(name, INDEX)
         self.loop = "serial"
         self.thread_tag = ""
+        self.pragmas: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         ann = "" if self.loop == "serial" else f", {self.loop}"
@@ -175,6 +181,7 @@ class Stage:
         outer = Axis(f"{ax.name}.outer", outer_ext, ax.kind)
         inner = Axis(f"{ax.name}.inner", inner_ext, ax.kind)
         self.relations.append(Split(ax, outer, inner, factor, nparts, tail))
+        outer.pragmas = dict(ax.pragmas)
         self._move_attachments(ax, inner)
         pos = self.leaf.index(ax)
         self.leaf[pos:pos + 1] = [outer, inner]
@@ -223,6 +230,7 @@ class Stage:
         for nxt in resolved[1:]:
             fused = Axis(f"{out.name}.{nxt.name}.fused", simplify(out.extent * nxt.extent), out.kind)
             self.relations.append(Fuse(out, nxt, fused))
+            fused.pragmas = {**out.pragmas, **nxt.pragmas}
             self._move_attachments(out, fused)
             self._move_attachments(nxt, fused)
             out = fused
@@ -285,6 +293,20 @@ class Stage:
             raise ScheduleError(f"bind on {self.name}.{ax.name}: {thread_tag} is already bound in this stage")
         ax.loop, ax.thread_tag = "thread", thread_tag
         self._record("bind", axis=ax.name, tag=thread_tag)
+
+    def pragma(self, axis: Any, key: str, value: int) -> None:
+        """Annotate a loop with a target hint (see PRAGMAS), e.g. the Ascend tile length: a tiling choice kept in
+        the trace so a tuner can vary it. It survives later splits (on the outer loop) and fuses."""
+        self._check_not_inlined("pragma")
+        ax = self._leaf(axis, "pragma")
+        if key not in PRAGMAS:
+            raise ScheduleError(f"pragma on {self.name}.{ax.name}: unknown key {key!r}; known: "
+                                + "; ".join(f"{k} ({d})" for k, d in PRAGMAS.items()))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ScheduleError(f"pragma {key} on {self.name}.{ax.name}: the value must be a positive integer, got "
+                                f"{value!r}")
+        ax.pragmas[key] = value
+        self._record("pragma", axis=ax.name, key=key, value=value)
 
     # ---- placement ------------------------------------------------------------------------------------------------
     def compute_at(self, parent: "Stage | Tensor | str", axis: Any) -> None:
@@ -548,6 +570,8 @@ class Schedule:
                     getattr(st, kind)(a["axis"])
                 elif kind == "bind":
                     st.bind(a["axis"], a["tag"])
+                elif kind == "pragma":
+                    st.pragma(a["axis"], a["key"], a["value"])
                 elif kind == "compute_at":
                     st.compute_at(a["parent"], a["axis"])
                 elif kind in ("compute_inline", "compute_root"):

@@ -5,7 +5,7 @@ Every backend renders this IR; schedules and lowering produce it. Loops always s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .dtype import DType, INDEX
 from .expr import Expr, SizeVar, Var, cast, const, transform
@@ -72,6 +72,10 @@ class For(Stmt):
     kind: str
     body: Stmt
     thread_tag: str = ""
+    annotations: tuple[tuple[str, Any], ...] = ()  # schedule pragmas (key, value) that backends may read
+
+    def annotation(self, key: str, default: Any = None) -> Any:
+        return dict(self.annotations).get(key, default)
 
     def children(self):
         return (self.body,)
@@ -158,7 +162,7 @@ class PrimFunc:
 def with_children(s: Stmt, kids: Sequence[Stmt]) -> Stmt:
     """A copy of `s` with new child statements (in the order `children()` gives them)."""
     if isinstance(s, For):
-        return For(s.var, s.extent, s.kind, kids[0], s.thread_tag)
+        return For(s.var, s.extent, s.kind, kids[0], s.thread_tag, s.annotations)
     if isinstance(s, Allocate):
         return Allocate(s.buffer, kids[0])
     if isinstance(s, IfThenElse):
@@ -179,7 +183,8 @@ def walk_stmts(stmt: Stmt, visit: Callable[[Stmt], None]) -> None:
 def map_exprs(stmt: Stmt, fn: Callable[[Expr], Expr]) -> Stmt:
     """Rebuild a statement tree with `fn` applied to every expression it holds."""
     if isinstance(stmt, For):
-        return For(stmt.var, fn(stmt.extent), stmt.kind, map_exprs(stmt.body, fn), stmt.thread_tag)
+        return For(stmt.var, fn(stmt.extent), stmt.kind, map_exprs(stmt.body, fn), stmt.thread_tag,
+                   stmt.annotations)
     if isinstance(stmt, Store):
         return Store(stmt.buffer, fn(stmt.index), fn(stmt.value))
     if isinstance(stmt, Allocate):

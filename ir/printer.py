@@ -78,6 +78,7 @@ def stmt_str(s, indent: int = 0, names: "dict[int, str] | None" = None) -> str:
         return "".join(stmt_str(x, indent, names) for x in s.stmts)
     if isinstance(s, For):
         tag = f" @{s.thread_tag}" if s.thread_tag else ""
+        tag += "".join(f" [{k}={v!r}]" for k, v in s.annotations)
         kind = "" if s.kind == "serial" else f"{s.kind} "
         shown, k = s.var.name, 0
         taken = set(names.values())

@@ -263,3 +263,36 @@ def test_trace_with_invalid_step_for_workload():
     text = json.dumps({"version": 1, "instructions": [{"kind": "vectorize", "stage": "D", "args": {"axis": "j"}}]})
     with pytest.raises(ScheduleError, match=r"vectorize on D.j: it is a reduction axis"):
         ember.from_trace(D, text)
+
+
+def test_pragma_is_trace_data_carried_to_the_loop_ir():
+    """A pragma (a target hint such as the Ascend tile length) is recorded, replayed, survives splits and fuses
+    (on the loop that replaces its loop) and reaches the loop IR as a For annotation; the CPU ignores it."""
+    A, B, C, D = _matmul()
+    s = ember.create_schedule(D)
+    s[D].pragma("i", "tile_length", 64)
+    io, ii = s[D].split("i", 8)
+    fused = s[D].fuse(ii, "j")
+    s[D].pragma(fused, "num_blocks", 3)
+    assert str(s.trace).splitlines()[0] == "s['D'].pragma(axis='i', key='tile_length', value=64)"
+    A2, B2, _, D2 = _matmul()
+    replayed = ember.from_trace(D2, Trace.from_json(s.trace.to_json()))
+    a, b = _inputs()
+    for sch, args in ((s, [A, B, D]), (replayed, [A2, B2, D2])):
+        f = ember.build(sch, args)
+        loops = f.source("loops")
+        assert "[tile_length=64]" in loops and "[num_blocks=3]" in loops, loops
+        np.testing.assert_allclose(f(a, b), _reference(a, b), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tile_len", 8, r"unknown key 'tile_len'; known: tile_length \(.*\); num_blocks"),
+    ("tile_length", 0, "must be a positive integer, got 0"),
+    ("num_blocks", 2.5, "must be a positive integer, got 2.5"),
+    ("num_blocks", True, "must be a positive integer, got True"),
+])
+def test_bad_pragmas_are_schedule_errors(key, value, message):
+    A, B, C, D = _matmul()
+    s = ember.create_schedule(D)
+    with pytest.raises(ScheduleError, match=message):
+        s[D].pragma("i", key, value)

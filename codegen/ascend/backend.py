@@ -13,7 +13,7 @@ import numpy as np
 
 from ...compiler.target import Target
 from ...ir.expr import Const, SizeVar
-from ...ir.loops import Buffer, PrimFunc
+from ...ir.loops import Buffer, For, PrimFunc, Stmt, walk_stmts
 from .analyze import Program, analyze
 from .cexpr import HELPERS, AscendError, ident, storage_type
 from .emulate import pack_tiling
@@ -29,11 +29,11 @@ from .vexpr import Unvectorizable
 _RENDER = {"elementwise": render_elementwise, "row_reduce": render_row_reduce, "matmul": render_matmul}
 
 
-def generate(func: PrimFunc, target: Target, tile: "int | None" = None) -> tuple[str, list[KernelSource], Program]:
+def generate(func: PrimFunc, target: Target) -> tuple[str, list[KernelSource], Program]:
     """The kernel source of a loop-IR function: one AscendC kernel per root nest, vector families where they
-    apply, the scalar fallback otherwise. `tile` forces a tile length on the vector kernels (a tiling choice)."""
+    apply, the scalar fallback otherwise. Each kernel's tiling choice comes from the `tile_length` and
+    `num_blocks` pragmas on its loops (schedule data, so a tuner can vary them) within the target's cores."""
     soc = target.soc
-    choice = TilingChoice(int(target.get("cores")), tile)
     for b in func.args:
         storage_type(b.dtype, f"kernel {func.name}, argument {b.name}")
     prog = analyze(func)
@@ -45,12 +45,14 @@ def generate(func: PrimFunc, target: Target, tile: "int | None" = None) -> tuple
         end = find_group(prog.nests, t, internal) if not func.size_vars else t
         if end > t:
             try:
+                choice = tiling_choice(name, [n.stmt for n in prog.nests[t:end]], target)
                 kernels.append(render_rowwise(name, prog.nests[t:end], soc, choice))
                 t = end
                 continue
             except (Unvectorizable, RowTooLong):
                 pass
         nest, src = prog.nests[t], None
+        choice = tiling_choice(name, [nest.stmt], target)
         if nest.family in _RENDER and not func.size_vars:
             try:
                 src = _RENDER[nest.family](name, nest, soc, choice)
@@ -65,6 +67,27 @@ def generate(func: PrimFunc, target: Target, tile: "int | None" = None) -> tuple
     text = (f"// ember kernel {func.name} for {soc.name} (arch {soc.arch}): {len(kernels)} AscendC kernel(s)\n"
             + PRELUDE + cube + "\n" + HELPERS + "\n" + copy + "\n" + "\n".join(k.code for k in kernels))
     return text, kernels, prog
+
+
+def tiling_choice(kernel: str, stmts: Sequence[Stmt], target: Target) -> TilingChoice:
+    """The pragmas a kernel's loops carry; one kernel takes one value per key."""
+    found: dict[str, set[int]] = {}
+
+    def visit(node: Stmt) -> None:
+        if isinstance(node, For):
+            for key, value in node.annotations:
+                found.setdefault(key, set()).add(value)
+
+    for s in stmts:
+        walk_stmts(s, visit)
+    for key, values in found.items():
+        if len(values) > 1:
+            raise AscendError(f"kernel {kernel}: its loops carry different {key} pragmas {sorted(values)}; one kernel "
+                              f"has one tiling")
+    cores = int(target.get("cores"))
+    blocks = min(found.get("num_blocks", {cores}))
+    tile = found.get("tile_length")
+    return TilingChoice(min(cores, blocks), min(tile) if tile else None)
 
 
 def _dims(buf: Buffer) -> list["int | str"]:
@@ -126,9 +149,8 @@ class AscendBackend:
         from .emulate import toolchain
         return toolchain()
 
-    def compile(self, func: PrimFunc, target: Target, tile: "int | None" = None) -> dict[str, "bytes | str"]:
-        """`tile` is the tiling choice a tuner varies besides the target's -cores (None: the largest fitting)."""
-        text, kernels, prog = generate(func, target, tile)
+    def compile(self, func: PrimFunc, target: Target) -> dict[str, "bytes | str"]:
+        text, kernels, prog = generate(func, target)
         plan = plan_json(func, kernels, prog)
         parts: dict[str, "bytes | str"] = {"ascend": text, "ascend-host": host_source(json.loads(plan), kernels),
                                            "plan": plan}

@@ -5,8 +5,9 @@ elements, or rows); `formerNum = units % numBlocks` cores take `ceil(units / num
 `floor(...)`. The tile length is the largest aligned element count whose buffers fit the SoC's UB budget: every
 queue twice (BUFFER_NUM = 2), every TBuf temporary once, each InitBuffer rounded up to 32 bytes.
 
-Tiling choices (core count and tile length) are parameters: `TilingChoice` comes from the target's `-cores` and
-from an optional explicit tile length; a choice that breaks a limit is an AscendError naming the kernel and it.
+Tiling choices (core count and tile length) are schedule data: `TilingChoice` comes from the target's `-cores`,
+capped by a `num_blocks` pragma, and from a `tile_length` pragma on the kernel's loops (backend.tiling_choice); a
+choice that breaks a limit is an AscendError naming the kernel and it.
 """
 from __future__ import annotations
 

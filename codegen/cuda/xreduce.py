@@ -96,7 +96,7 @@ def _match(init: Stmt, loop: Stmt) -> "CrossThreadReduce | None":
             return Store(acc_buf, zero, redirect_expr(x.value))
         new = with_children(x, [redirect(k) for k in x.children()])
         if isinstance(new, For):
-            return For(new.var, redirect_expr(new.extent), new.kind, new.body, new.thread_tag)
+            return For(new.var, redirect_expr(new.extent), new.kind, new.body, new.thread_tag, new.annotations)
         if isinstance(new, IfThenElse):
             return IfThenElse(redirect_expr(new.cond), new.then, new.otherwise)
         if isinstance(new, LetStmt):

@@ -82,16 +82,16 @@ def test_flat_chain_tiling_choices(emulator, n, dtype, cores, tile_blocks, seed)
 
 
 def _run_with_tile(out, args, target, tile, inputs):
-    """Build through the backend with an explicit tiling choice (tile length) and launch on host pointers."""
-    from ember.codegen.ascend import AscendBackend
+    """Build with an explicit tiling choice: a `tile_length` pragma in the schedule (None: the backend's own)."""
     tgt = parse_target(target)
-    func = lower_to_loops(schedule_for(out, tgt), args, "tiled", target=tgt)
-    backend = AscendBackend()
-    parts = backend.compile(func, tgt, tile)
-    launch = backend.load(parts, len(args), 0, tgt)
-    result = np.empty([d.value for d in out.shape], out.dtype.numpy)
-    launch([a.ctypes.data for a in inputs] + [result.ctypes.data], [])
-    return result
+    sch = schedule_for(out, tgt)
+    if tile is not None:
+        sch[out].pragma(sch[out].leaf[0], "tile_length", tile)
+    f = ember.build(sch, args, target=target)
+    if tile is not None:
+        import json
+        assert [k["plan"]["tile"] for k in json.loads(f.source("ascend-plan"))["kernels"]] == [tile]
+    return f(*inputs)
 
 
 @settings(max_examples=3)
@@ -250,7 +250,10 @@ def test_symbolic_sizes_run_on_the_scalar_unit(emulator):
 # ---- generated source and error paths (no emulator needed) ------------------------------------------------------
 def _generate(out, args, target, tile=None):
     tgt = parse_target(target)
-    return generate(lower_to_loops(schedule_for(out, tgt), args, "k", target=tgt), tgt, tile)
+    sch = schedule_for(out, tgt)
+    if tile is not None:
+        sch[out].pragma(sch[out].leaf[0], "tile_length", tile)
+    return generate(lower_to_loops(sch, args, "k", target=tgt), tgt)
 
 
 def test_source_has_the_canonical_form():
@@ -311,3 +314,21 @@ def test_npu_target_builds_sources_but_cannot_run():
     assert "ICPU_RUN_KF" in f.source("ascend-host") and "<<<" in f.source("ascend-host")
     with pytest.raises(BackendUnavailable, match="ascend -emulate"):
         f(np.zeros(10, "f4"))
+
+
+def test_tiling_pragmas_choose_each_kernels_tiling():
+    """Tile length and block count are schedule data (pragmas), per kernel; one kernel takes one value per key."""
+    X = ember.placeholder((64, 300), "float32", name="X")
+    Y = ember.compute((64, 300), lambda i, j: X[i, j] * 2.0, name="Y")
+    Z = ember.compute((64, 300), lambda i, j: Y[i, j] + 1.0, name="Z")
+    tgt = parse_target("ascend -cores=8")
+    sch = schedule_for(Z, tgt)
+    sch[Y].compute_root()
+    sch[Y].pragma("i", "num_blocks", 3)
+    sch[Z].pragma("j", "tile_length", 96)
+    _, kernels, _ = generate(lower_to_loops(sch, [X, Z], "k", target=tgt), tgt)
+    assert [k.num_blocks for k in kernels] == [3, 8]
+    assert kernels[1].plan["tile"] == 96
+    sch[Z].pragma("i", "tile_length", 64)
+    with pytest.raises(AscendError, match=r"kernel k_1: its loops carry different tile_length pragmas \[64, 96\]"):
+        generate(lower_to_loops(sch, [X, Z], "k", target=tgt), tgt)
