@@ -15,14 +15,16 @@ from dataclasses import dataclass
 
 from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
 from ..ir.tensor import MATERIALIZE, PlaceholderOp, Reduce, TensorRead
-from .schedule import Axis, Stage
+from .schedule import Axis, ScheduleError, Stage
 
 
 # (column tile in vectors, rows per micro-kernel): 8 vector accumulators plus operands fit the 16 AVX2 registers.
 # The first tile that divides the column extent wins (no tail); otherwise the first.
 MICRO_TILES = ((2, 4), (1, 8))
 ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
-K_CHUNK = 256  # reduction chunk of a packed panel: ROW_BLOCK x K_CHUNK of the row operand stays in L2
+COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
+WIDE_ROW_BLOCK = 256  # rows per tile with column blocking: the packed K_CHUNK x COL_BLOCK panel serves them all
+K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
 PARALLEL_MIN_TRIPS = 4  # the outermost tile loop with this many iterations runs in parallel
 
@@ -108,6 +110,7 @@ class Blocking:
     pack: bool
     order: str = "col"
     parallel: str = "auto"
+    col_block: int = 0  # columns per output tile, a multiple of vectors * lanes (0: one micro-kernel's columns)
 
 
 def default_blocking(c: Contraction, lanes: int) -> Blocking:
@@ -115,7 +118,10 @@ def default_blocking(c: Contraction, lanes: int) -> Blocking:
     vectors, micro = next((t for t in MICRO_TILES if cols % (t[0] * lanes) == 0), MICRO_TILES[0])
     pack = c.row.extent.value >= 2 * micro
     k = c.reduce[0].extent.value if c.reduce and isinstance(c.reduce[0].extent, Const) else K_CHUNK
-    return Blocking(vectors, micro, ROW_BLOCK if pack else micro, min(K_CHUNK, k), pack)
+    rows, nj = c.row.extent.value, vectors * lanes
+    col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
+    row_block = min(WIDE_ROW_BLOCK if col_block > nj else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
+    return Blocking(vectors, micro, row_block, min(K_CHUNK, k), pack, col_block=col_block)
 
 
 def schedule_contraction(st: Stage, lanes: int) -> bool:
@@ -130,16 +136,19 @@ def schedule_contraction(st: Stage, lanes: int) -> bool:
 
 
 def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
-    """Output tiles of (row_block x vectors*lanes) written back from a local accumulator computed at the tile; the
-    micro-kernel: (column tile, [reduction chunk], row block) outside, reductions, then micro rows x vectors."""
+    """Output tiles of (row_block x col_block) written back from a local accumulator computed at the tile; the
+    micro-kernel: ([reduction chunk], column tile, row block) outside, reductions, then micro rows x vectors."""
     nj = b.vectors * lanes
+    col_block = b.col_block or nj
+    if col_block % nj:
+        raise ScheduleError(f"col_block {col_block} is not a multiple of the micro-kernel's {nj} columns")
     pack = b.pack and c.packable is not None
     sch = st.schedule
     local = sch.cache_write(st.op.outputs[0], "local")
     panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
     # The write-back stage (st) now has the spatial axes only, under the same names.
     row, col = st.axis(c.row.name), st.axis(c.col.name)
-    ro, co, _, ci = st.tile(row, col, b.row_block, nj)
+    ro, co, _, ci = st.tile(row, col, b.row_block, col_block)
     outer = [st.axis(a.name) for a in c.outer]
     pair = (co, ro) if b.order == "col" else (ro, co)
     st.reorder(*outer, *pair)
@@ -162,7 +171,7 @@ def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
     c_vec, c_lane = lst.split(c_rest, lanes)
     if pack:
         k_chunk, k_in = lst.split(l_red[0], min(b.k_chunk, l_red[0].extent.value))
-        lst.reorder(*l_outer, c_blk, k_chunk, r_blk, k_in, r_in, c_vec, c_lane)
+        lst.reorder(*l_outer, k_chunk, c_blk, r_blk, k_in, r_in, c_vec, c_lane)
         pst = sch[panel]
         pst.compute_at(lst, k_chunk)
         _, p_lane = pst.split(pst.leaf[-1], lanes)
