@@ -4,9 +4,9 @@ A candidate is a dict of decisions (knob name -> plain JSON value). Knobs come p
 default schedule follows, with their constants opened up: the vector width and tile of the innermost spatial
 axes, a split, position and unroll of the innermost reduction, how many outer loops run fused in parallel, where
 a producer is computed (root or a loop of its consumer), and for contractions the register-blocked schedule's
-micro-tile, row block, reduction chunk, packing, loop order and parallel loop. `apply` turns decisions into a
-Schedule (whose trace is what gets measured and stored); an illegal combination raises `ScheduleError` there or
-when lowered, and the search drops it without measuring.
+micro-tile, row and column blocks, reduction chunk, packing, loop order and parallel loop. `apply` turns decisions
+into a Schedule (whose trace is what gets measured and stored); an illegal combination raises `ScheduleError`
+there or when lowered, and the search drops it without measuring.
 """
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ class Space:
             rows, k = _ext(c.row) or 1, _ext(c.reduce[0]) or 1
             self._add(f"{s}:mode", ("blocked", "generic"))
             self._add(f"{s}:micro", [m for m in MICRO_TILES if int(m.split("x")[0]) * lanes <= _ext(c.col)])
-            self._add(f"{s}:row_block", [r for r in (1, 2, 4, 8, 16, 32) if r == 1 or 4 * r <= rows])
+            self._add(f"{s}:row_block", [r for r in (1, 2, 4, 8, 16, 32, 64) if r == 1 or 4 * r <= rows])
+            self._add(f"{s}:col_block", [m for m in (1, 2, 4, 8) if m == 1 or m * lanes <= _ext(c.col)])
             self._add(f"{s}:k_chunk", [x for x in (64, 128, 256, 512) if x < k] + [k])
             self._add(f"{s}:pack", (True, False))
             self._add(f"{s}:order", ("col", "row"))
@@ -273,4 +274,5 @@ class Space:
         k = _ext(c.reduce[0]) or 1
         apply_blocking(st, c, lanes, Blocking(vectors, micro, micro * d.get(f"{s}:row_block", 1),
                                               min(d.get(f"{s}:k_chunk", 256), k), pack,
-                                              d.get(f"{s}:order", "col"), d.get(f"{s}:bparallel", "first")))
+                                              d.get(f"{s}:order", "col"), d.get(f"{s}:bparallel", "first"),
+                                              vectors * lanes * d.get(f"{s}:col_block", 1)))
