@@ -1,8 +1,8 @@
 """Expressions to LLVM IR, in scalar or vector form.
 
 Inside a vectorized loop every value is either uniform (a scalar, same for all lanes) or varying (a vector).
-Loads pick the cheapest form: scalar for uniform indices, one vector load for unit stride, a gather otherwise;
-a mask (from guards and selects) turns them into masked loads so no lane reads out of bounds.
+Loads pick the cheapest form: scalar for uniform indices, one vector load for unit stride, a few vector loads and
+shuffles for small constant strides (unmasked), a gather otherwise; a mask (from guards and selects) turns them into masked loads so no lane reads out of bounds.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ LIBM_ONLY = {"erf": "erf", "log1p": "log1p", "expm1": "expm1", "asinh": "asinh",
 LLVM_UNARY = {"exp": "exp", "exp2": "exp2", "log": "log", "log2": "log2", "sqrt": "sqrt", "sin": "sin",
               "cos": "cos", "tanh": "tanh", "sinh": "sinh", "cosh": "cosh", "asin": "asin", "acos": "acos",
               "atan": "atan", "floor": "floor", "ceil": "ceil", "trunc": "trunc", "round": "roundeven"}
+MAX_LOAD_STRIDE = 4  # strided vector loads up to this stride become contiguous loads + shuffles, not gathers
 FCMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
 
@@ -348,11 +349,12 @@ class ExprEmitter:
         coef = coefficient(index, self.lane_var)
         only_lane = coef is not None and all(
             v is self.lane_var or not (v in self.env and self.is_vec(self.env[v])) for v in free_vars(index))
-        if coef == 1 and only_lane:
+        if only_lane and (coef == 1 or (isinstance(coef, int) and 1 < coef <= MAX_LOAD_STRIDE
+                                        and self.mask is None and (self.lanes or 0) > 1)):
             base = simplify_index(substitute(index, {self.lane_var: Const(0, INDEX)}))
             saved, self.lane_var = self.lane_var, None
             try:
-                return "contiguous", self.emit(base)
+                return ("contiguous" if coef == 1 else f"stride{coef}"), self.emit(base)
             finally:
                 self.lane_var = saved
         return "gather", self.emit(index)
@@ -384,12 +386,32 @@ class ExprEmitter:
                 fn = self.intrinsic("llvm.masked.load", vt, [PTR, I32, self.mask.type, vt], [vt, PTR])
                 raw = bld.call(fn, [ptr, ir.Constant(I32, align), self.mask, ir.Constant(vt, None)])
             return self._from_storage(raw, buf.dtype)
+        if kind.startswith("stride"):
+            return self._from_storage(self._strided_load(base, idx, int(kind[6:]), vt, align), buf.dtype)
         ptrs = self._pointer_vector(base, idx, st)
         mask = self.mask if self.mask is not None else ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
         pvt = ir.VectorType(PTR, lanes)
         fn = self.intrinsic("llvm.masked.gather", vt, [pvt, I32, mask.type, vt], [vt, pvt])
         raw = bld.call(fn, [ptrs, ir.Constant(I32, align), mask, ir.Constant(vt, None)])
         return self._from_storage(raw, buf.dtype)
+
+    def _strided_load(self, base: ir.Value, start: ir.Value, stride: int, vt: ir.VectorType, align: int) -> ir.Value:
+        """Lanes `start + stride * i` from contiguous vector loads and shuffles instead of a gather (slow on x86).
+        The loads cover exactly the span from the first to the last lane's element (the last one is shifted back to
+        end there), so they read nothing the gather would not."""
+        bld, lanes = self.builder, vt.count
+        span = stride * (lanes - 1) + 1
+        offsets = [min(c * lanes, span - lanes) for c in range(-(-span // lanes))]
+        chunks = [bld.load(bld.gep(base, [bld.add(start, ir.Constant(start.type, o))], inbounds=True,
+                                   source_etype=vt.element), typ=vt, align=align) for o in offsets]
+        home = [next(c for c, o in enumerate(offsets) if o <= stride * i < o + lanes) for i in range(lanes)]
+        mask_type = ir.VectorType(I32, lanes)
+        pick = [stride * i - offsets[c] + (lanes if c == 1 else 0) if c < 2 else 0 for i, c in enumerate(home)]
+        out = bld.shuffle_vector(chunks[0], chunks[1], ir.Constant(mask_type, pick))
+        for c in range(2, len(chunks)):
+            pick = [lanes + stride * i - offsets[c] if h == c else i for i, h in enumerate(home)]
+            out = bld.shuffle_vector(out, chunks[c], ir.Constant(mask_type, pick))
+        return out
 
     def _masked_scalar_load(self, buf: Buffer, idx: ir.Value) -> ir.Value:
         """A uniform address read under a lane mask: read only if some lane is active."""
