@@ -29,8 +29,8 @@ class Backend(Protocol):
 
     def source(self, parts: dict[str, "bytes | str"], kind: str, target: Target) -> str: ...
 
-    # Optional: `kernel_class(target) -> type[Kernel]` when the callable kernel must take other arrays than numpy's
-    # (device arrays); without it kernels take host arrays.
+    # Optional: `kernel_class(target) -> type[Kernel]` and `model_class(target) -> type[CompiledModel]` when kernels
+    # and compiled models must take other arrays than numpy's (device arrays); without them they take host arrays.
 
     def toolchain(self, target: Target) -> str:
         """Versions of every tool that shapes the artifact (compiler, runtime headers): part of the cache key."""

@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from ..compiler.target import parse_target
-from ..runtime.executor import CompiledModel, Slot, Step, TensorSpec
+from ..runtime.executor import CompiledModel, Slot, Step, TensorSpec, model_class
 from .compile import build_partition
 from .ir import Graph, Value
 from .partition import fuse
@@ -54,5 +54,5 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
     for v in g.outputs:
         output_slots.append(slot_of(v))
     log.info("compiled model %s: %d kernels in %.2fs", g.name, len(steps), time.perf_counter() - start)
-    return CompiledModel(g.name, [TensorSpec(v.name, v.dtype, v.shape) for v in g.inputs], outputs, consts, temps,
-                         steps, output_slots, tgt, {})
+    return model_class(tgt)(g.name, [TensorSpec(v.name, v.dtype, v.shape) for v in g.inputs], outputs, consts,
+                            temps, steps, output_slots, tgt, {})

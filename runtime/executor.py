@@ -85,11 +85,12 @@ class CompiledModel:
 
     # ---- running --------------------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **feeds: Any) -> list[np.ndarray]:
-        return self._execute(self._bind(args, feeds))
+        return self._deliver(self._execute(self._bind(args, feeds)), (*args, *feeds.values()))
 
     def run(self, feeds: "dict[str, Any] | Sequence[Any]") -> dict[str, np.ndarray]:
-        arrays = self._bind(tuple(feeds), {}) if not isinstance(feeds, dict) else self._bind((), feeds)
-        return {spec.name: out for spec, out in zip(self.outputs, self._execute(arrays))}
+        given = tuple(feeds.values()) if isinstance(feeds, dict) else tuple(feeds)
+        arrays = self._bind(given, {}) if not isinstance(feeds, dict) else self._bind((), feeds)
+        return {spec.name: out for spec, out in zip(self.outputs, self._deliver(self._execute(arrays), given))}
 
     def _bind(self, args: tuple, feeds: dict) -> list[np.ndarray]:
         if args and feeds:
@@ -143,18 +144,18 @@ class CompiledModel:
                                          f"{got} in input {spec.name!r}")
         return sizes
 
-    def _execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def _execute(self, arrays: list) -> list:
         if self.static:
             sizes: dict[str, int] = {}
             temps, temp_ptrs = self._arena()
-            outs = [np.empty(shape, dtype) for dtype, shape in self._out_np]
+            outs = [self._empty(shape, dtype) for dtype, shape in self._out_np]
         else:
             sizes = self._sizes(arrays)
-            temps = [np.empty(_concrete(t.shape, sizes), t.dtype.numpy) for t in self.temps]
-            temp_ptrs = [t.ctypes.data for t in temps]
-            outs = [np.empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
-        ptrs = {"input": [a.ctypes.data for a in arrays], "output": [o.ctypes.data for o in outs],
-                "const": self._const_ptrs, "temp": temp_ptrs}
+            temps = [self._empty(_concrete(t.shape, sizes), t.dtype.numpy) for t in self.temps]
+            temp_ptrs = [self._address(t) for t in temps]
+            outs = [self._empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
+        ptrs = {"input": [self._address(a) for a in arrays], "output": [self._address(o) for o in outs],
+                "const": self._const_addresses(), "temp": temp_ptrs}
         for step in self.steps:
             size_args = [sizes[v.name] for v in step.kernel.size_vars] if step.kernel.size_vars else []
             if step.kernel.size_vars and not sizes:
@@ -165,24 +166,59 @@ class CompiledModel:
             if kind == "output":
                 result.append(outs[k])
             else:  # a graph output that is an input or a constant: return a copy the caller owns
-                src = {"input": arrays, "const": self.consts, "temp": temps}[kind][k]
-                result.append(np.array(src, copy=True))
+                src = {"input": arrays, "const": self._const_arrays(), "temp": temps}[kind][k]
+                result.append(self._copy(src))
         return result
 
-    def _arena(self) -> tuple[list[np.ndarray], list[int]]:
+    # ---- memory: host arrays here; a device model (codegen/cuda/device_model.py) overrides these ---------------------
+    @staticmethod
+    def _deliver(outs: list, given: tuple) -> list:
+        """The outputs as the caller gets them (a device model copies them to the host for host inputs)."""
+        return outs
+
+    @staticmethod
+    def _empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def _address(a: np.ndarray) -> int:
+        return a.ctypes.data
+
+    @staticmethod
+    def _copy(a: np.ndarray) -> np.ndarray:
+        return np.array(a, copy=True)
+
+    def _const_addresses(self) -> list[int]:
+        return self._const_ptrs
+
+    def _const_arrays(self) -> list:
+        return self.consts
+
+    def _new_arena(self, nbytes: int) -> tuple[Any, int]:
+        """Raw memory of `nbytes` and the offset at which it is ALIGN-aligned."""
+        raw = np.empty(nbytes + ALIGN, np.uint8)
+        return raw, (-raw.ctypes.data) % ALIGN
+
+    def _arena(self) -> tuple[list, list[int]]:
         """This thread's intermediates (views into its arena) and their addresses, made on its first call."""
         views = getattr(self._local, "views", None)
         if views is None:
-            raw = np.empty(self.planned_peak_bytes + ALIGN, np.uint8)
-            base = (-raw.ctypes.data) % ALIGN
+            raw, base = self._new_arena(self.planned_peak_bytes)
             views = []
             for t, off in zip(self.temps, self.offsets):
                 n = _nbytes(t)
                 views.append(raw[base + off: base + off + n].view(t.dtype.numpy).reshape(t.shape))
             self._local.views = views
             self._local.raw = raw
-            self._local.ptrs = [v.ctypes.data for v in views]
+            self._local.ptrs = [self._address(v) for v in views]
         return views, self._local.ptrs
+
+
+def model_class(target) -> type[CompiledModel]:
+    """The backend's model class when its kernels take other memory than host arrays (GPU device memory)."""
+    from ..codegen import get_backend
+    hook = getattr(get_backend(target), "model_class", None)
+    return hook(target) if hook is not None else CompiledModel
 
 
 def plan_memory(temps: list[TensorSpec], steps: list[Step]) -> tuple[list[int], int]:

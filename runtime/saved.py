@@ -21,7 +21,7 @@ from ..compiler.target import Target, TargetError, host_cpu, parse_target
 from ..ir.dtype import INDEX, as_dtype
 from ..ir.expr import ARITH_OPS, Binary, Cast, Const, Expr, SizeVar, Var, const
 from .artifact import ArtifactError, pack, unpack
-from .executor import CompiledModel, Step, TensorSpec
+from .executor import CompiledModel, Step, TensorSpec, model_class
 from .kernel import Kernel, Param
 from .keys import VERSION
 
@@ -222,8 +222,8 @@ def _build_model(zf: zipfile.ZipFile, manifest: dict, target: Target, source: st
                              f"{len(kernel.params)}")
         steps.append(Step(kernel, args, str(s["label"])))
     output_slots = [_slot(a, counts) for a in manifest["output_slots"]]
-    return CompiledModel(str(manifest["name"]), inputs, outputs, consts, temps, steps, output_slots, target,
-                         dict(manifest["meta"]))
+    return model_class(target)(str(manifest["name"]), inputs, outputs, consts, temps, steps, output_slots, target,
+                               dict(manifest["meta"]))
 
 
 def _kernel(zf: zipfile.ZipFile, k: int, spec: dict, target: Target, backend, sizes: dict[str, SizeVar]) -> Kernel:

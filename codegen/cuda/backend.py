@@ -52,6 +52,14 @@ class CUDABackend:
     kind = "cuda"
     source_kinds = ("cuda", "ptx", "launches")
 
+    def model_class(self, target: Target) -> type:
+        """Emulated models run on host arrays; on a GPU, weights and intermediates live in device memory."""
+        from ...runtime.executor import CompiledModel
+        if target.emulate:
+            return CompiledModel
+        from .device_model import DeviceModel
+        return DeviceModel
+
     def kernel_class(self, target: Target) -> type:
         """Emulated kernels take numpy arrays like CPU ones; on a GPU they take device arrays."""
         from ...runtime.kernel import Kernel

@@ -28,9 +28,8 @@ def device_launcher(parts: dict, launches: dict) -> Launcher:
     def pointer(address: int, nbytes: int):
         attrs = cupy.cuda.runtime.pointerGetAttributes(address)
         if attrs.type not in (2, 3):  # cudaMemoryTypeDevice, cudaMemoryTypeManaged
-            raise ValueError("a CUDA kernel received a host pointer: compiled models (ember.compile) plan their "
-                             "buffers in host memory, which the GPU path does not support yet; use ember.build "
-                             "kernels with device arrays, or the \"cuda -emulate\" target")
+            raise ValueError(f"a CUDA kernel received a host pointer ({address:#x}): pass device arrays (cupy, "
+                             f"__cuda_array_interface__, DLPack) or numpy arrays through the kernel's own call")
         return np.uint64(address)
 
     def new_temp(size: int, dtype: str):
