@@ -121,7 +121,10 @@ def default_blocking(c: Contraction, lanes: int) -> Blocking:
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
     row_block = min(WIDE_ROW_BLOCK if col_block > nj else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
-    return Blocking(vectors, micro, row_block, min(K_CHUNK, k), pack, col_block=col_block)
+    # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
+    # split the work evenly between threads) as soon as there are two of them.
+    order = "row" if pack and col_block == nj and rows > row_block else "col"
+    return Blocking(vectors, micro, row_block, min(K_CHUNK, k), pack, order, col_block=col_block)
 
 
 def schedule_contraction(st: Stage, lanes: int) -> bool:
