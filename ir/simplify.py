@@ -195,9 +195,58 @@ def simplify_index(expr: Expr) -> Expr:
                     elif not isinstance(atom, Var):
                         atom = simplify_index(atom)
                     simplified.append(({atom: 1}, n))
-                return from_affine((merge_terms(simplified), c), e.dtype)
+                merged, extra = _recombine_divmod(merge_terms(simplified))
+                return from_affine((merged, c + extra), e.dtype)
         return None
     return transform(expr, rule)
+
+
+def _divmod_parts(atom: Expr) -> "tuple[str, Expr, int, int] | None":
+    """`x % c` -> ('mod', x, c, 1); `x // c % d` -> ('mod', x, c*d, c) (its low digit is c); `x // c` ->
+    ('div', x, c, 0), for positive constants."""
+    if not (isinstance(atom, Binary) and isinstance(atom.b, Const) and atom.b.value > 0):
+        return None
+    if atom.op == "floordiv":
+        return "div", atom.a, atom.b.value, 0
+    if atom.op != "mod":
+        return None
+    inner = atom.a
+    if isinstance(inner, Binary) and inner.op == "floordiv" and isinstance(inner.b, Const) and inner.b.value > 0:
+        return "mod", inner.a, inner.b.value * atom.b.value, inner.b.value
+    return "mod", inner, atom.b.value, 1
+
+
+def _recombine_divmod(terms: dict[Expr, int]) -> tuple[dict[Expr, int], int]:
+    """Undo index flattening: n*(x % c) + n*c*(x // c) = n*x and n*(x % c) + n*c*(x // c % d) = n*(x % (c*d))
+    (floor division and modulo by positive constants, any sign of x). Weight reshapes and im2col produce these
+    sums in inner loops, where each division would cost a multiply-shift sequence."""
+    changed = True
+    extra = 0
+    while changed:
+        changed = False
+        parts = {atom: _divmod_parts(atom) for atom in terms}
+        for low, pl in parts.items():
+            if pl is None or pl[0] != "mod" or pl[3] != 1:
+                continue
+            n, c = terms[low], pl[2]
+            for high, ph in parts.items():
+                if ph is None or high is low or terms[high] != n * c or expr_key(ph[1]) != expr_key(pl[1]):
+                    continue
+                if ph[0] == "div" and ph[2] == c:
+                    replacement: Expr = pl[1]
+                elif ph[0] == "mod" and ph[3] == c:
+                    replacement = Binary("mod", pl[1], Const(ph[2], pl[1].dtype), pl[1].dtype)
+                else:
+                    continue
+                form = affine(replacement) or ({replacement: 1}, 0)
+                rest = {a: k for a, k in terms.items() if a is not low and a is not high}
+                terms = merge_terms([(rest, 1), (form[0], n)])
+                extra += n * form[1]
+                changed = True
+                break
+            if changed:
+                break
+    return terms, extra
 
 
 def _provably_nonneg(e: Expr) -> bool:
