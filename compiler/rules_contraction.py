@@ -120,7 +120,8 @@ def default_blocking(c: Contraction, lanes: int) -> Blocking:
     k = c.reduce[0].extent.value if c.reduce and isinstance(c.reduce[0].extent, Const) else K_CHUNK
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
-    row_block = min(WIDE_ROW_BLOCK if col_block > nj else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
+    wide = col_block > nj and rows > WIDE_ROW_BLOCK  # a tile of all the rows would leave one row block
+    row_block = min(WIDE_ROW_BLOCK if wide else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.
     order = "row" if pack and col_block == nj and rows > row_block else "col"
