@@ -288,8 +288,9 @@ def _matmul(stmt: Stmt) -> "Nest | None":
     prod = _unround(prod) if prod is not None else None
     if not (isinstance(prod, Binary) and prod.op == "mul"):
         return None
-    x, y = _unround(prod.a), _unround(prod.b)
-    if not (isinstance(x, Load) and isinstance(y, Load) and x.dtype == y.dtype == out.dtype):
+    x, y = _widened(_unround(prod.a), out), _widened(_unround(prod.b), out)
+    if not (isinstance(x, Load) and isinstance(y, Load) and x.dtype == y.dtype
+            and (x.dtype == out.dtype or (x.dtype.name, out.dtype.name) == ("float16", "float32"))):
         return None
     (i, m), (j, n) = loops[-2], loops[-1]
     batch = loops[:-2]
@@ -366,6 +367,15 @@ def _eval_index(e: Expr, env: dict):
     return None
 
 
+def _widened(e: Expr, out: Buffer) -> Expr:
+    """A float16 operand widened to a float32 result (`float32(x)`): the cube multiplies half inputs into float
+    accumulators, so the load itself is the operand."""
+    if isinstance(e, Cast) and e.dtype == out.dtype and isinstance(e.value, Load) and e.value.dtype.bits == 16 \
+            and e.value.dtype.is_float:
+        return e.value
+    return e
+
+
 def _unround(e: Expr) -> Expr:
     """A float16 value rounded to float16 (`float16(float32(x))`) is the value itself."""
     if (isinstance(e, Cast) and e.dtype.bits == 16 and isinstance(e.value, Cast)
@@ -396,14 +406,17 @@ def reads_writes(stmt: Stmt) -> tuple[list[Buffer], list[Buffer]]:
     return reads, writes
 
 
-def splittable(stmt: Stmt) -> "For | None":
-    """The outer loop of a scalar nest if its iterations write disjoint elements (so blocks can share it)."""
-    if not isinstance(stmt, For):
-        return None
-    ok = [True]
-
-    def visit(s: Stmt) -> None:
-        if isinstance(s, Store) and stmt.var not in free_vars(s.index):
-            ok[0] = False
-    walk_stmts(stmt.body, visit)
-    return stmt if ok[0] else None
+def splittable(stmt: Stmt, cores: int) -> list[For]:
+    """The outer loops of a scalar nest that blocks can share: perfectly nested loops whose variables every store
+    index uses (iterations write disjoint elements), taken until their combined extent covers the cores."""
+    loops: list[For] = []
+    stores: list[Store] = []
+    walk_stmts(stmt, lambda s: stores.append(s) if isinstance(s, Store) else None)
+    work = 1
+    while isinstance(stmt, For) and work < cores and all(stmt.var in free_vars(st.index) for st in stores):
+        loops.append(stmt)
+        if not isinstance(stmt.extent, Const):
+            break
+        work *= stmt.extent.value
+        stmt = stmt.body
+    return loops

@@ -21,6 +21,7 @@ def render_matmul(name: str, nest: Nest, soc: SocInfo, choice: TilingChoice) -> 
     mm = nest.matmul
     assert mm is not None
     t = storage_type(nest.out.dtype, name)
+    t_in = storage_type(mm.a.dtype, name)  # half inputs may accumulate into a float result
     batches = 1
     for _, e in nest.outer:
         batches *= e
@@ -39,15 +40,16 @@ def render_matmul(name: str, nest: Nest, soc: SocInfo, choice: TilingChoice) -> 
               "baseK"] + [f"size_{ident(b.name)}" for b in bufs]
     values = [split.former_num, split.former, split.tail, rows_per_unit, m_blocks, mm.m, mm.n, mm.k, BASE_M,
               BASE_N, BASE_K] + [_numel(b) for b in bufs]
-    gms = "\n".join(f"        {gm[id(b)]}.SetGlobalBuffer((__gm__ {t}*){ident(b.name)}, t.size_{ident(b.name)});"
-                    for b in bufs)
-    members = "\n".join(f"    AscendC::GlobalTensor<{t}> {gm[id(b)]};" for b in bufs)
-    mt = f"AscendC::MatmulType<AscendC::TPosition::GM, CubeFormat::ND, {t}"
+    types = {id(b): storage_type(b.dtype, name) for b in bufs}
+    gms = "\n".join(f"        {gm[id(b)]}.SetGlobalBuffer((__gm__ {types[id(b)]}*){ident(b.name)}, "
+                    f"t.size_{ident(b.name)});" for b in bufs)
+    members = "\n".join(f"    AscendC::GlobalTensor<{types[id(b)]}> {gm[id(b)]};" for b in bufs)
+    mt = "AscendC::MatmulType<AscendC::TPosition::GM, CubeFormat::ND, "
     body = f"""\
 {tiling_struct(name, fields)}
-using {name}_A = {mt}, {str(mm.trans_a).lower()}>;
-using {name}_B = {mt}, {str(mm.trans_b).lower()}>;
-using {name}_C = {mt}>;
+using {name}_A = {mt}{t_in}, {str(mm.trans_a).lower()}>;
+using {name}_B = {mt}{t_in}, {str(mm.trans_b).lower()}>;
+using {name}_C = {mt}{t}>;
 
 class {cls} {{
 public:
@@ -111,7 +113,7 @@ private:
                                                                            "KERNEL_TYPE_MIX_AIC_1_2")
     plan = {"family": "matmul", "blocks": split.num_blocks, "former_num": split.former_num, "former": split.former,
             "tail": split.tail, "rows_per_unit": rows_per_unit, "base": [BASE_M, BASE_N, BASE_K],
-            "bytes_per_core": split.former * rows_per_unit * (mm.k + mm.n) * nest.out.dtype.itemsize}
+            "bytes_per_core": split.former * rows_per_unit * (mm.k + mm.n) * mm.a.dtype.itemsize}
     return KernelSource(name, "matmul", code, [(b.name, b is nest.out) for b in bufs], fields, values,
                         split.num_blocks, {}, plan)
 

@@ -1,7 +1,8 @@
 """The general fallback: a loop nest run by the scalar unit over GlobalTensor GetValue/SetValue.
 
 Slow but correct for any nest (gathers, several reduce axes, user schedules), so every model compiles. The outer
-loop is shared among blocks when its iterations write disjoint elements; otherwise one block runs the nest.
+loops, flattened, are shared among blocks when their iterations write disjoint elements (each store uses every
+one of their variables); otherwise one block runs the nest.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def render_scalar(name: str, stmt: Stmt, cores: int, size_vars: list[SizeVar]) -
     reads, writes = reads_writes(stmt)
     bufs: list[Buffer] = writes + [b for b in reads if all(b is not w for w in writes)]
     params = [ident(b.name) for b in bufs]
-    outer = splittable(stmt)
+    outer = splittable(stmt, cores)
     body = _Body(name)
     sizes = sorted({v for b in bufs for d in b.shape for v in free_vars(d) if isinstance(v, SizeVar)} |
                    {v for v in size_vars if v in _vars(stmt)}, key=lambda v: v.name)
@@ -85,16 +86,23 @@ def render_scalar(name: str, stmt: Stmt, cores: int, size_vars: list[SizeVar]) -
     cls = f"Kernel_{name}"
     init = [f"        {ident(b.name)}Gm.SetGlobalBuffer((__gm__ {storage_type(b.dtype, b.name)}*){ident(b.name)}, "
             f"{body.p(b.size())});" for b in bufs]
-    if outer is not None:
-        v = ident(outer.var.name)
-        body.stmt(outer.body, 3)
-        extent = body.p(outer.extent)
-        process = [f"        const int64_t work = {extent};",
+    if outer:
+        body.stmt(outer[-1].body, 3)
+        extents = [f"({body.p(loop.extent)})" for loop in outer]
+        unflatten = []
+        for k, loop in enumerate(outer):
+            inner = " * ".join(extents[k + 1:]) or "1"
+            digit = f"flat / ({inner})" + (f" % {extents[k]}" if k else "")
+            unflatten.append(f"            const int64_t {ident(loop.var.name)} = {digit};")
+        process = [f"        const int64_t work = {' * '.join(extents)};",
                    "        const int64_t per = (work + tiling.blocks - 1) / tiling.blocks;",
                    "        const int64_t lo = AscendC::GetBlockIdx() * per;",
                    "        const int64_t hi = lo + per < work ? lo + per : work;",
-                   f"        for (int64_t {v} = lo; {v} < hi; ++{v}) {{", *body.lines, "        }"]
-        blocks = max(1, min(cores, outer.extent.value)) if isinstance(outer.extent, Const) else cores
+                   "        for (int64_t flat = lo; flat < hi; ++flat) {", *unflatten, *body.lines, "        }"]
+        work = 1
+        for loop in outer:
+            work = work * loop.extent.value if isinstance(loop.extent, Const) and work else 0
+        blocks = max(1, min(cores, work)) if work else cores
     else:
         body.stmt(stmt, 2)
         process = body.lines
@@ -109,7 +117,7 @@ def render_scalar(name: str, stmt: Stmt, cores: int, size_vars: list[SizeVar]) -
     tiling: list = [blocks] + [v.name for v in sizes]
     written = {id(b) for b in writes}
     return KernelSource(name, "scalar", code, [(b.name, id(b) in written) for b in bufs], fields, tiling, blocks,
-                        plan={"blocks": blocks, "split": "outer loop" if outer is not None else "one block"})
+                        plan={"blocks": blocks, "split": f"{len(outer)} outer loop(s)" if outer else "one block"})
 
 
 def _vars(stmt: Stmt) -> set:

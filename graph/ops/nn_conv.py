@@ -103,10 +103,11 @@ def conv(ctx: OpContext, x: Tensor, w: Tensor, b: "Tensor | None" = None) -> Ten
 
 
 def _as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> bool:
-    """float32 2-D convolutions without groups run as a matrix multiply (the default scheduler's register-blocked
-    contraction): out[n, m, p] = sum_k w[m, k] * col[n, k, p] over k = (channel, tap), p = output pixel."""
+    """float32 and float16 2-D convolutions without groups run as a matrix multiply (the CPU's register-blocked
+    contraction, an NPU's cube unit): out[n, m, p] = sum_k w[m, k] * col[n, k, p] over k = (channel, tap),
+    p = output pixel; float16 products are summed in float32."""
     static = all(dim_value(d) is not None for d in (*x.shape, *w.shape))
-    return x.dtype == float32 and x.ndim == 4 and static and int(ctx.attr("group", 1)) == 1
+    return x.dtype in (float32, float16) and x.ndim == 4 and static and int(ctx.attr("group", 1)) == 1
 
 
 def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
@@ -125,9 +126,10 @@ def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
 
     col = E.compute((n, k_len, pixels), column, name=ctx.name("_col"), tag=MATERIALIZE)
     kk = E.reduce_axis(k_len, "k")
+    acc = accumulator(x.dtype)
     prod = E.compute((n, m_out, pixels), lambda b, m, p: E.sum(
-        w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)] * col[b, kk.var, p], axis=kk),
-        name=ctx.name("_mm"))
+        E.cast(acc, w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)]) * E.cast(acc, col[b, kk.var, p]),
+        axis=kk), name=ctx.name("_mm"))
     return E.compute((n, m_out, oh, ow), lambda b, m, i, j: prod[b, m, i * ow + j], name=ctx.name("_acc"))
 
 
