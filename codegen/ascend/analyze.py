@@ -378,8 +378,8 @@ def _widened(e: Expr, out: Buffer) -> Expr:
 
 def _unround(e: Expr) -> Expr:
     """A float16 value rounded to float16 (`float16(float32(x))`) is the value itself."""
-    if (isinstance(e, Cast) and e.dtype.bits == 16 and isinstance(e.value, Cast)
-            and e.value.value.dtype == e.dtype):
+    if (isinstance(e, Cast) and e.dtype.bits == 16 and isinstance(e.value, Cast) and e.value.dtype.is_float
+            and e.value.dtype.bits > 16 and e.value.value.dtype == e.dtype):
         return e.value.value
     return e
 

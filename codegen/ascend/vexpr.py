@@ -144,14 +144,16 @@ class VectorCompiler:
 
     def _cast(self, e: Cast, want):
         src = e.value
-        if isinstance(src, Cast) and src.value.dtype == e.dtype and e.dtype.bits == 16:
-            return self.value(src.value, want)  # round_to_half of a float16 value: already rounded
+        if isinstance(src, Cast) and src.value.dtype == e.dtype and e.dtype.bits == 16 and src.dtype.is_float \
+                and src.dtype.bits > 16:
+            return self.value(src.value, want)  # round_to_half of a widened float16 value: already rounded
         if not (src.dtype.is_float and src.dtype.bits in (16, 32)):
             raise Unvectorizable(f"cast from {src.dtype}")
         v = self.value(src, None)
         out = self._dst(want, e.dtype)  # before freeing the source: a wider dst must not partially overlap it
         self._done((src,), (v,))
-        mode = "CAST_RINT" if e.dtype.bits < src.dtype.bits else "CAST_NONE"
+        # Float -> int truncates toward zero, as C and every other ember target do; narrower floats round to even.
+        mode = "CAST_TRUNC" if e.dtype.is_int else "CAST_RINT" if e.dtype.bits < src.dtype.bits else "CAST_NONE"
         self.emit(f"AscendC::Cast<{STORAGE[e.dtype.name]}, {STORAGE[src.dtype.name]}>({out.name}, {v.name}, "
                   f"AscendC::RoundMode::{mode}, count);")
         return out

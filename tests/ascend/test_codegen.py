@@ -332,3 +332,14 @@ def test_tiling_pragmas_choose_each_kernels_tiling():
     sch[Z].pragma("i", "tile_length", 64)
     with pytest.raises(AscendError, match=r"kernel k_1: its loops carry different tile_length pragmas \[64, 96\]"):
         generate(lower_to_loops(sch, [X, Z], "k", target=tgt), tgt)
+
+
+@pytest.mark.parametrize("dtype, itype", [("float32", "int32"), ("float16", "int32"), ("float16", "int16")])
+def test_float_to_int_casts_truncate(emulator, dtype, itype):
+    """float -> int truncates toward zero like every ember target; a float16 value through an int is not the
+    float16 value itself (only a widened float rounds back to it)."""
+    X = ember.placeholder((300,), dtype, name="X")
+    Y = ember.compute((300,), lambda i: ember.cast(dtype, ember.cast(itype, X[i])) * 2.0, name="Y")
+    f = ember.build(Y, [X, Y], target=_target(3))
+    x = np.linspace(-7.9, 7.9, 300).astype(dtype)
+    np.testing.assert_array_equal(f(x), (np.trunc(x.astype("f8")) * 2).astype(dtype))
