@@ -11,6 +11,7 @@ from typing import Callable
 from ...ir.dtype import DType
 from ...ir.expr import Binary, Call, Cast, Const, Expr, Select, Var
 from ...ir.loops import Load
+from .cmath import MATH_HELPERS, UNARY
 
 
 class AscendError(ValueError):
@@ -46,9 +47,9 @@ def literal(value, dt: DType) -> str:
     if dt.is_float:
         v = float(value)
         if math.isnan(v):
-            return "__builtin_nanf(\"\")"
+            return "ember_nan()"
         if math.isinf(v):
-            return "__builtin_inff()" if v > 0 else "(-__builtin_inff())"
+            return "ember_inf()" if v > 0 else "(-ember_inf())"
         return f"{v!r}f" if "e" in repr(v) or "." in repr(v) else f"{v!r}.0f"
     if dt.name == "int64":
         return str(int(value)) if -2**31 < int(value) < 2**31 else f"{int(value)}LL"
@@ -57,14 +58,8 @@ def literal(value, dt: DType) -> str:
 
 _OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "and": "&", "or": "|", "xor": "^", "lt": "<", "le": "<=",
         "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-_UNARY = {"exp": "expf", "exp2": "exp2f", "log": "logf", "log2": "log2f", "log1p": "log1pf", "expm1": "expm1f",
-          "sqrt": "sqrtf", "sin": "sinf", "cos": "cosf", "tan": "tanf", "tanh": "tanhf", "sinh": "sinhf",
-          "cosh": "coshf", "asin": "asinf", "acos": "acosf", "atan": "atanf", "asinh": "asinhf", "acosh": "acoshf",
-          "atanh": "atanhf", "erf": "erff", "floor": "floorf", "ceil": "ceilf", "round": "nearbyintf",
-          "trunc": "truncf"}
-
-# Helpers every scalar kernel source carries (numpy's meanings where C differs).
-HELPERS = """\
+# Helpers every kernel source carries (numpy's meanings where C differs; math without a C library).
+HELPERS = MATH_HELPERS + """\
 __aicore__ inline float ember_rh(float x) { return (float)(half)x; }
 template <typename T> __aicore__ inline T ember_floordiv(T a, T b) {
     if (b == 0) return 0;
@@ -115,13 +110,13 @@ class CPrinter:
             if op in ("min", "max"):
                 return f"ember_f{op}({a}, {b})"
             if op == "pow":
-                return f"powf({a}, {b})"
+                return f"ember_powf({a}, {b})"
             if op in ("floordiv", "mod"):
-                q = f"floorf(({a}) / ({b}))"
+                q = f"ember_floorf(({a}) / ({b}))"
                 return q if op == "floordiv" else f"(({a}) - ({b}) * {q})"
             if op in ("truncdiv", "truncmod"):
-                q = f"truncf(({a}) / ({b}))"
-                return q if op == "truncdiv" else f"fmodf({a}, {b})"
+                q = f"ember_truncf(({a}) / ({b}))"
+                return q if op == "truncdiv" else f"ember_fmodf({a}, {b})"
         else:
             t = compute_type(dt)
             if op in ("min", "max"):
@@ -129,7 +124,7 @@ class CPrinter:
             if op in ("floordiv", "mod", "truncdiv", "truncmod", "shl", "shr"):
                 return f"ember_{op}<{t}>({a}, {b})"
             if op == "pow":
-                return f"(({t})pow((double)({a}), (double)({b})))"
+                return f"ember_ipow<{t}>({a}, {b})"
             if op in ("add", "sub", "mul", "and", "or", "xor") and not dt.is_bool:
                 if dt.name == "int64":
                     return f"({a} {_OPS[op]} {b})"
@@ -150,19 +145,17 @@ class CPrinter:
 
     def call(self, e: Call) -> str:
         v, dt, name = self(e.args[0]), e.args[0].dtype, e.name
-        if name in _UNARY:
-            return f"{_UNARY[name]}({v})"
+        if name in UNARY and (dt.is_float or name != "abs"):
+            return f"{UNARY[name]}({v})"
         if name == "rsqrt":
-            return f"(1.0f / sqrtf({v}))"
+            return f"(1.0f / ember_sqrtf({v}))"
         if name == "sigmoid":
-            return f"(1.0f / (1.0f + expf(-({v}))))"
+            return f"(1.0f / (1.0f + ember_expf(-({v}))))"
         if name == "neg":
             return f"(-({v}))" if dt.is_float else f"(({compute_type(dt)})(0 - ({v})))"
         if name == "not":
             return f"(!({v}))" if dt.is_bool else f"(({compute_type(dt)})~({v}))"
         if name == "abs":
-            if dt.is_float:
-                return f"fabsf({v})"
             return v if not dt.is_signed or dt.is_bool else f"(({v}) < 0 ? ({compute_type(dt)})(0 - ({v})) : ({v}))"
         if name == "sign":
             if dt.is_bool:
@@ -172,7 +165,7 @@ class CPrinter:
         if name == "isnan":
             return f"(({v}) != ({v}))" if dt.is_float else "false"
         if name == "isinf":
-            return f"(fabsf({v}) == __builtin_inff())" if dt.is_float else "false"
+            return f"(ember_fabsf({v}) == ember_inf())" if dt.is_float else "false"
         raise AscendError(f"intrinsic {name} has no AscendC scalar form")
 
 

@@ -10,3 +10,8 @@
 #include "ember_vector.h"
 #include "ember_cast.h"
 #include "ember_reduce.h"
+
+// AI Core code has no C math library: the generated source defines its own (codegen/ascend/cmath.py). Using one
+// of these names after this point fails to compile here, as it would with CANN.
+#pragma GCC poison expf exp2f logf log2f log1pf expm1f sqrtf sinf cosf tanf tanhf sinhf coshf asinf acosf atanf
+#pragma GCC poison asinhf acoshf atanhf erff floorf ceilf nearbyintf truncf fabsf fmodf powf
