@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...ir.expr import Binary, Cast, Const, Expr, Var, free_vars, substitute, walk
+from ...ir.expr import Binary, Cast, Const, Expr, SizeVar, Var, free_vars, substitute, walk
 from ...ir.loops import Allocate, Buffer, For, Load, PrimFunc, Seq, Stmt, Store, walk_stmts
 from ...ir.simplify import affine, coefficient, simplify_index
 from .cexpr import AscendError
@@ -407,16 +407,42 @@ def reads_writes(stmt: Stmt) -> tuple[list[Buffer], list[Buffer]]:
 
 
 def splittable(stmt: Stmt, cores: int) -> list[For]:
-    """The outer loops of a scalar nest that blocks can share: perfectly nested loops whose variables every store
-    index uses (iterations write disjoint elements), taken until their combined extent covers the cores."""
+    """The outer loops of a scalar nest that blocks can share: perfectly nested loops whose iterations provably
+    write disjoint elements (`_disjoint`), taken until their combined extent covers the cores."""
     loops: list[For] = []
     stores: list[Store] = []
-    walk_stmts(stmt, lambda s: stores.append(s) if isinstance(s, Store) else None)
+    extents: dict[Var, "int | None"] = {}
+
+    def visit(s: Stmt) -> None:
+        if isinstance(s, Store):
+            stores.append(s)
+        elif isinstance(s, For):
+            extents[s.var] = _const(s.extent)
+    walk_stmts(stmt, visit)
     work = 1
-    while isinstance(stmt, For) and work < cores and all(stmt.var in free_vars(st.index) for st in stores):
+    while isinstance(stmt, For) and work < cores and all(_disjoint(st.index, stmt, extents) for st in stores):
         loops.append(stmt)
         if not isinstance(stmt.extent, Const):
             break
         work *= stmt.extent.value
         stmt = stmt.body
     return loops
+
+
+def _disjoint(index: Expr, loop: For, extents: dict[Var, "int | None"]) -> bool:
+    """Whether two iterations of `loop` never store to the same element through `index`: the index is affine in
+    every loop variable inside it, and one step of `loop` moves it further than all inner loops together can."""
+    step = coefficient(index, loop.var)
+    if not step:
+        return False
+    inner: set[Var] = set()
+    walk_stmts(loop.body, lambda s: inner.add(s.var) if isinstance(s, For) else None)
+    span = 0
+    for v in free_vars(index):
+        if v is loop.var or isinstance(v, SizeVar) or (v in extents and v not in inner):
+            continue  # the loop itself, launch-constant sizes and the outer loops (fixed for this iteration)
+        c, n = coefficient(index, v), extents.get(v)
+        if c is None or n is None:
+            return False
+        span += abs(c) * (n - 1)
+    return abs(step) > span

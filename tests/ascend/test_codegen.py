@@ -343,3 +343,20 @@ def test_float_to_int_casts_truncate(emulator, dtype, itype):
     f = ember.build(Y, [X, Y], target=_target(3))
     x = np.linspace(-7.9, 7.9, 300).astype(dtype)
     np.testing.assert_array_equal(f(x), (np.trunc(x.astype("f8")) * 2).astype(dtype))
+
+
+def test_scalar_nests_split_across_blocks_only_when_writes_are_disjoint():
+    """Blocks share the flattened outer loops of a scalar nest only when no two iterations store to one element."""
+    from ember.codegen.ascend.analyze import splittable
+    from ember.ir.dtype import INDEX, float32
+    from ember.ir.expr import Var, const
+    from ember.ir.loops import Buffer, For, Store
+    out = Buffer("out", [const(64, INDEX)], float32)
+    i, j = Var("i", INDEX), Var("j", INDEX)
+
+    def nest(index):
+        return For(i, const(10, INDEX), "serial", For(j, const(4, INDEX), "serial", Store(out, index, const(1.0))))
+    assert [loop.var.name for loop in splittable(nest(i * 4 + j), 48)] == ["i", "j"]
+    assert [loop.var.name for loop in splittable(nest(i * 4 + j), 8)] == ["i"]
+    assert splittable(nest(i + j), 48) == []  # i=1, j=0 and i=0, j=1 write the same element
+    assert splittable(nest(i // 2 * 4 + j), 48) == []  # two i write each row
