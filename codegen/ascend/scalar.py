@@ -1,8 +1,8 @@
 """The general fallback: a loop nest run by the scalar unit over GlobalTensor GetValue/SetValue.
 
 Slow but correct for any nest (gathers, several reduce axes, user schedules), so every model compiles. The outer
-loops, flattened, are shared among blocks when their iterations write disjoint elements (each store uses every
-one of their variables); otherwise one block runs the nest.
+loops, flattened, are shared among blocks when their iterations provably write disjoint elements
+(analyze.splittable); otherwise one block runs the nest.
 """
 from __future__ import annotations
 
