@@ -33,3 +33,18 @@ def test_small_strides_use_shuffles_not_gathers():
     x = np.arange(128, dtype="f4")
     np.testing.assert_array_equal(f(x), x[::2] * 2)
     assert "masked.gather" in _strided(64, 5, 0, 8, "float32").source("llvm")
+
+
+@settings(max_examples=8, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(2, 5), lanes=st.sampled_from([2, 4, 8]))
+def test_vectorized_outer_loop_stores_with_a_stride(rows, cols, lanes):
+    """Vectorizing the row loop of a row-major output makes every store strided (a scatter); such stores once
+    crashed the code generator, which only had strided loads."""
+    X = ember.placeholder((rows, cols), "float32", "X")
+    Y = ember.compute((rows, cols), lambda i, j: X[i, j] * 2.0 + j, name="Y")
+    sch = ember.create_schedule(Y)
+    _, inner = sch[Y].split("i", lanes)
+    sch[Y].reorder(inner, "j")
+    sch[Y].vectorize(inner)
+    x = np.arange(rows * cols, dtype="f4").reshape(rows, cols)
+    np.testing.assert_array_equal(ember.build(sch, [X, Y])(x), x * 2 + np.arange(cols, dtype="f4"))

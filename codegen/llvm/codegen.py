@@ -103,6 +103,8 @@ class LLVMCodegen(ExprEmitter):
                                     [raw.type, PTR])
                 bld.call(fn, [raw, ptr, ir.Constant(I32, align), self.mask])
             return
+        if kind != "gather":  # strided: loads use shuffles of contiguous vectors, stores scatter
+            idx = self.emit(s.index)
         ptrs = self._pointer_vector(base, idx, st)
         mask = self.mask if self.mask is not None else ir.Constant(ir.VectorType(I1, self.lanes), [1] * self.lanes)
         fn = self.intrinsic("llvm.masked.scatter", ir.VoidType(), [raw.type, ptrs.type, I32, mask.type],
