@@ -14,7 +14,7 @@ from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFun
 from ..ir.simplify import simplify_index
 from ..ir.symbolic import prove_equal, simplify
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead, identity_element
-from .bounds import BoundError, bound, const_value, lower_of, max_floordiv_span, upper_of
+from .bounds import BoundError, Range, bound, const_value, lower_of, max_floordiv_span, upper_of
 from .schedule import Axis, Schedule, ScheduleError, Split, Stage
 
 
@@ -72,7 +72,9 @@ class Lowerer:
         return self.buffers[t]
 
     # ---- expressions ----------------------------------------------------------------------------------------------
-    def lower_expr(self, e: Expr, st: Stage, clamp: bool = False) -> Expr:
+    def lower_expr(self, e: Expr, st: Stage, clamp: "dict[Var, Range] | None" = None) -> Expr:
+        """`clamp`, for stages that compute past their extent (tail='pad'): the ranges of the op's variables;
+        reads of stored tensors are clamped into the tensor wherever those ranges could leave it."""
         def rule(node: Expr):
             if isinstance(node, TensorRead):
                 idx = [self.lower_expr(i, st, clamp) for i in node.indices]
@@ -82,11 +84,12 @@ class Lowerer:
             return None
         return transform(e, rule)
 
-    def read(self, t: Tensor, idx: list[Expr], st: Stage, clamp: bool) -> Expr:
+    def read(self, t: Tensor, idx: list[Expr], st: Stage, clamp: "dict[Var, Range] | None") -> Expr:
         t = self.sch.resolve(st.read_map.get(t, t))
-        if clamp:
-            idx = [binary("max", binary("min", i, d - 1), 0) for i, d in zip(idx, t.shape)]
         prod = self.sch.stage_of(t.op)
+        if clamp is not None and not (prod is not None and prod in self.regions):  # a region covers its reads
+            idx = [i if _within(i, d, clamp) else binary("max", binary("min", i, d - 1), 0)
+                   for i, d in zip(idx, t.shape)]
         if prod is not None and prod.attach.kind == "inline":
             mapping = {iv.var: i for iv, i in zip(prod.op.axis, idx)}
             value = self.lower_expr(substitute(prod.op.body[t.value_index], mapping), prod)
@@ -150,6 +153,7 @@ class Lowerer:
         region = self.regions.get(st)
         ext = self.extents(st, [e for _, e in region] if region is not None else [])
         guards: list[tuple[Expr, set[Var]]] = []
+        padded = {rel.parent for rel in st.relations if isinstance(rel, Split) and rel.tail == "pad"}
         values: dict[Axis, Expr] = {ax: ax.var for ax in st.leaf}
         for rel in reversed(st.relations):
             if isinstance(rel, Split):
@@ -169,7 +173,8 @@ class Lowerer:
             if region is not None and k < len(region):
                 lo = region[k][0]
                 v = simplify_index(lo + v)
-                if not self._inside(lo, region[k][1], iv.extent):
+                # A padded axis computes its whole region, past the tensor's end too (reads are clamped).
+                if ax not in padded and not self._inside(lo, region[k][1], iv.extent):
                     loops.guards.append((all_of([v >= 0, v < iv.extent]), free_vars(values[ax])))
             loops.op_vars[iv.var] = v
         return loops
@@ -200,8 +205,10 @@ class Lowerer:
         else:
             store_idx = [loops.op_vars[iv.var] for iv in op.axis]
 
+        clamp = self._op_ranges(loops) if pad else None
+
         def subst(e: Expr) -> Expr:
-            return simplify_index(substitute(self.lower_expr(e, st, clamp=pad), loops.op_vars))
+            return simplify_index(substitute(self.lower_expr(e, st, clamp), loops.op_vars))
 
         flat = [simplify_index(b.flat_index(store_idx)) for b in bufs]
         spatial = {ax.var for ax in st.leaf if ax.kind == "spatial"}
@@ -228,6 +235,18 @@ class Lowerer:
         if first_red is None and init is not None:
             body = seq([init, body])
         return body
+
+    def _op_ranges(self, loops: StageLoops) -> dict[Var, Range]:
+        """The values each op variable takes in a stage's loops (including its consumers' loops around it)."""
+        loop_ranges = {ax.var: (const(0, INDEX), simplify(ext - 1)) for known in self.loops.values()
+                       for ax, ext in known.ext.items()}
+        out: dict[Var, Range] = {}
+        for var, value in loops.op_vars.items():
+            try:
+                out[var] = bound(value, loop_ranges)
+            except BoundError:
+                continue
+        return out
 
     def _update(self, red: Reduce, bufs: list[Buffer], flat: list[Expr], subst) -> Stmt:
         acc = [Load(b, f) for b, f in zip(bufs, flat)]
@@ -354,6 +373,16 @@ class Lowerer:
         size_vars = _size_vars(self.args)
         return PrimFunc(self.name, [self.buffers[t] for t in self.args], size_vars, body,
                         [self.buffers[t] for t in self.args if not isinstance(t.op, PlaceholderOp)])
+
+
+def _within(index: Expr, extent: Expr, ranges: dict[Var, Range]) -> bool:
+    """Whether `index` provably stays in [0, extent) while its variables stay in `ranges`."""
+    try:
+        lo, hi = bound(index, ranges)
+    except BoundError:
+        return False
+    lo_c, hi_c, ext_c = const_value(lo), const_value(hi), const_value(extent)
+    return lo_c is not None and hi_c is not None and ext_c is not None and lo_c >= 0 and hi_c < ext_c
 
 
 def _size_vars(args: list[Tensor]) -> list[SizeVar]:

@@ -18,14 +18,17 @@ from ..ir.tensor import MATERIALIZE, PlaceholderOp, Reduce, TensorRead
 from .schedule import Axis, ScheduleError, Stage
 
 
-# (column tile in vectors, rows per micro-kernel): 8 vector accumulators plus operands fit the 16 AVX2 registers.
-# The first tile that divides the column extent wins (no tail); otherwise the first.
-MICRO_TILES = ((2, 4), (1, 8))
+# (column tile in vectors, rows per micro-kernel) by register file: with 16 vector registers (AVX2) 8
+# accumulators plus operands fit; with 32 (AVX-512) 16 accumulators, which two FMA pipes of 4-cycle latency need
+# to stay busy. With 16 registers the first tile that divides the column extent wins (no tail), else the first.
+MICRO_TILES = {16: ((2, 4), (1, 8)), 32: ((2, 8),)}
 ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
 WIDE_ROW_BLOCK = 256  # rows per tile with column blocking: the packed K_CHUNK x COL_BLOCK panel serves them all
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
+STREAM_COLS = 2048  # most columns a vector-matrix product accumulates per block (8 KiB of float32 in L1)
+STREAM_K = 4  # rows of the matrix read per pass over a block's accumulators
 PARALLEL_MIN_TRIPS = 4  # the outermost tile loop with this many iterations runs in parallel
 
 
@@ -113,11 +116,20 @@ class Blocking:
     col_block: int = 0  # columns per output tile, a multiple of vectors * lanes (0: one micro-kernel's columns)
 
 
-def default_blocking(c: Contraction, lanes: int) -> Blocking:
+def vector_registers(lanes: int, itemsize: int) -> int:
+    """x86's register file: 32 vector registers come with 64-byte (AVX-512) vectors, 16 otherwise."""
+    return 32 if lanes * itemsize >= 64 else 16
+
+
+def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blocking:
     cols = c.col.extent.value
-    vectors, micro = next((t for t in MICRO_TILES if cols % (t[0] * lanes) == 0), MICRO_TILES[0])
+    tiles = MICRO_TILES[registers]
+    vectors, micro = next((t for t in tiles if cols % (t[0] * lanes) == 0), tiles[0])
+    micro = min(micro, c.row.extent.value)  # a matrix-vector product computes no padding rows
     pack = c.row.extent.value >= 2 * micro
     k = c.reduce[0].extent.value if c.reduce and isinstance(c.reduce[0].extent, Const) else K_CHUNK
+    # A chunk that divides the reduction leaves no guarded last chunk (which costs the micro-kernel its registers).
+    k_chunk = next((d for d in range(K_CHUNK, K_CHUNK // 2 - 1, -1) if k % d == 0), K_CHUNK)
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
     wide = col_block > nj and rows > WIDE_ROW_BLOCK  # a tile of all the rows would leave one row block
@@ -125,7 +137,7 @@ def default_blocking(c: Contraction, lanes: int) -> Blocking:
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.
     order = "row" if pack and col_block == nj and rows > row_block else "col"
-    return Blocking(vectors, micro, row_block, min(K_CHUNK, k), pack, order, col_block=col_block)
+    return Blocking(vectors, micro, row_block, min(k_chunk, k), pack, order, col_block=col_block)
 
 
 def schedule_contraction(st: Stage, lanes: int) -> bool:
@@ -135,8 +147,36 @@ def schedule_contraction(st: Stage, lanes: int) -> bool:
     # cannot be packed and short output rows leave masked tails), so only packable (matmul-like) stages take it.
     if c is None or c.packable is None or _work(st) < MIN_WORK or c.col.extent.value < lanes:
         return False
-    apply_blocking(st, c, lanes, default_blocking(c, lanes))
+    if c.row.extent.value == 1 and len(c.reduce) == 1:
+        apply_streaming(st, c, lanes)
+        return True
+    registers = vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
+    apply_blocking(st, c, lanes, default_blocking(c, lanes, registers))
     return True
+
+
+def apply_streaming(st: Stage, c: Contraction, lanes: int) -> None:
+    """A vector-matrix product (one row) is bound by reading the matrix once: a block of columns per thread
+    accumulates in an L1-resident buffer while the reduction runs outside the columns, so every step streams
+    STREAM_K contiguous rows of the matrix instead of hopping between rows for each short column tile."""
+    sch = st.schedule
+    local = sch.cache_write(st.op.outputs[0], "local")
+    cols = c.col.extent.value
+    # An even number of equal blocks: a block tail would be split off the parallel loop and run alone.
+    blocks = next(n for n in range(2, cols + 2, 2) if -(-cols // n) <= STREAM_COLS)
+    width = -(-cols // blocks)
+    co, ci = st.split(st.axis(c.col.name), width)
+    st.reorder(*[st.axis(a.name) for a in c.outer], st.axis(c.row.name), co, ci)
+    sch[local].compute_at(st, co)
+    st.parallel(co)
+    _, cvi = st.split(ci, lanes)
+    st.vectorize(cvi)
+    lst = sch[local]
+    ko, ki = lst.split(lst.axis(c.reduce[0].name), STREAM_K)
+    cv, cl = lst.split(lst.axis(c.col.name), lanes)
+    lst.reorder(*[lst.axis(a.name) for a in c.outer], lst.axis(c.row.name), ko, cv, ki, cl)
+    lst.unroll(ki)
+    lst.vectorize(cl)
 
 
 def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
@@ -170,8 +210,11 @@ def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
     st.vectorize(cvi)
     l_outer = [lst.axis(a.name) for a in c.outer]
     l_red = [lst.axis(a.name) for a in c.reduce]
-    r_blk, r_in = lst.split(lst.axis(c.row.name), b.micro)
-    c_blk, c_rest = lst.split(lst.axis(c.col.name), nj)
+    # The accumulator tile computes whole micro-kernels past the output's edge (its buffer covers the tile; the
+    # scalar reads of the row operand are clamped), so tail tiles keep the unguarded register-blocked micro-kernel.
+    # Columns only with a packed panel: clamping the column operand's vector reads in place would make gathers.
+    r_blk, r_in = lst.split(lst.axis(c.row.name), b.micro, tail="pad")
+    c_blk, c_rest = lst.split(lst.axis(c.col.name), nj, tail="pad" if pack else "guard")
     c_vec, c_lane = lst.split(c_rest, lanes)
     if pack:
         k_chunk, k_in = lst.split(l_red[0], min(b.k_chunk, l_red[0].extent.value))

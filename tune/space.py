@@ -19,7 +19,7 @@ import numpy as np
 
 from ..compiler.default_schedule import inline_elementwise, vector_lanes
 from ..compiler.lower import lower
-from ..compiler.rules_contraction import Blocking, apply_blocking, match
+from ..compiler.rules_contraction import Blocking, apply_blocking, match, vector_registers
 from ..compiler.schedule import Axis, Schedule, ScheduleError, Split, Stage
 from ..compiler.target import Target
 from ..ir.expr import Const
@@ -27,6 +27,7 @@ from ..ir.tensor import Reduce, Tensor
 
 Decisions = dict[str, Any]
 MICRO_TILES = ("1x4", "1x6", "1x8", "2x2", "2x3", "2x4", "2x6", "3x4", "4x2", "4x3")  # vectors x rows
+WIDE_MICRO_TILES = ("1x12", "1x16", "2x8", "2x10", "2x12", "3x8", "4x4", "4x6")  # with 32 vector registers
 MAX_TILE = 64
 MAX_UNROLL = 32
 
@@ -96,10 +97,13 @@ class Space:
             self.blocked.add(s)
             rows, k = _ext(c.row) or 1, _ext(c.reduce[0]) or 1
             self._add(f"{s}:mode", ("blocked", "generic"))
-            self._add(f"{s}:micro", [m for m in MICRO_TILES if int(m.split("x")[0]) * lanes <= _ext(c.col)])
+            tiles = MICRO_TILES + (WIDE_MICRO_TILES if vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
+                                   == 32 else ())
+            self._add(f"{s}:micro", [m for m in tiles if int(m.split("x")[0]) * lanes <= _ext(c.col)])
             self._add(f"{s}:row_block", [r for r in (1, 2, 4, 8, 16, 32, 64) if r == 1 or 4 * r <= rows])
             self._add(f"{s}:col_block", [m for m in (1, 2, 4, 8) if m == 1 or m * lanes <= _ext(c.col)])
-            self._add(f"{s}:k_chunk", [x for x in (64, 128, 256, 512) if x < k] + [k])
+            divisors = [d for d in range(64, min(k, 512) + 1) if k % d == 0][-3:]  # chunks with no guarded tail
+            self._add(f"{s}:k_chunk", sorted({x for x in (64, 128, 256, 512) if x < k} | {k, *divisors}))
             self._add(f"{s}:pack", (True, False))
             self._add(f"{s}:order", ("col", "row"))
             self._add(f"{s}:bparallel", ("first", "second", "none"))
