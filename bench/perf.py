@@ -3,6 +3,7 @@
 Run:  python -m bench.perf                   (from the repository root; the full run, about 5 minutes on 2 cores)
       python -m bench.perf --quick           (a subset, under 2 minutes)
       python -m bench.perf --only kernels    (or --only models; combines with --quick)
+      python -m bench.perf --match Conv      (only the kernels and models whose name and shape contain a pattern)
 
 Each kernel is a one- or few-node ONNX model compiled by `ember.compile` and run by onnxruntime
 (intra_op_num_threads=2, ORT_ENABLE_ALL); ember's output is checked against onnxruntime's. Times are the median
@@ -174,6 +175,10 @@ def overhead() -> dict:
             "ort_min_us": o["min"] * 1e6, "ember/ort": e["median"] / o["median"]}
 
 
+def picked(label: str, patterns: list[str]) -> bool:
+    return not patterns or any(p in label for p in patterns)
+
+
 def geomean(values: list[float]) -> float:
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
@@ -182,6 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a subset of kernels and models (under 2 minutes)")
     parser.add_argument("--only", choices=["kernels", "models"], help="run one half only")
+    parser.add_argument("--match", action="append", default=[], metavar="TEXT",
+                        help="keep only cases whose 'name shape' contains TEXT (repeatable: any of them)")
     args = parser.parse_args()
     budget = 0.5 if args.quick else 1.0
     with tempfile.TemporaryDirectory(prefix="ember-perf-") as tmp:
@@ -190,13 +197,15 @@ def main() -> None:
         info = {"machine": machine(), "threads": threads(), "quick": args.quick, "budget_s": budget}
         print(f"machine: {info['machine']}\nthreads: {info['threads']}\n", flush=True)
         if args.only != "models":
-            cases = [c for c in kernel_cases() if c.quick or not args.quick]
+            cases = [c for c in kernel_cases()
+                     if (c.quick or not args.quick) and picked(f"{c.name} {c.shape}", args.match)]
             info["kernels"] = [run_kernel(case, budget) for case in cases]
             print("\n" + kernel_table(info["kernels"]) + "\n")
         if args.only != "kernels":
             info["overhead"] = overhead()
+            models = {k: v for k, v in model_cases(args.quick).items() if picked(k, args.match)}
             info["models"] = [run_model(name, model, feeds, budget * 3, scratch)
-                              for name, (model, feeds) in model_cases(args.quick).items()]
+                              for name, (model, feeds) in models.items()]
             for key in ("ember/ort", "ember/ort_min"):
                 info[f"models_geomean_{key}"] = geomean([r[key] for r in info["models"]])
             print("\n" + model_table(info["models"]))
