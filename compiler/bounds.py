@@ -77,7 +77,13 @@ def max_floordiv_span(extent: Expr) -> "int | None":
         span = _const_difference(atom.a, partner.a)
         if span < 0:
             return None
-        total += n * -(-span // atom.b.value)
+        k, form_a = atom.b.value, affine(simplify_index(atom.a))
+        if form_a is not None and all(m % k == 0 for m in form_a[0].values()):
+            # x a multiple of k (tiles aligned to the divisor): the difference is exact
+            low = form_a[1] - span
+            total += n * (form_a[1] // k - low // k)
+        else:
+            total += n * -(-span // k)
         del terms[atom], terms[partner]
     return None if terms else total
 

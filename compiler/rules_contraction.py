@@ -25,6 +25,7 @@ MICRO_TILES = {16: ((2, 4), (1, 8)), 32: ((2, 8),)}
 ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
 WIDE_ROW_BLOCK = 256  # rows per tile with column blocking: the packed K_CHUNK x COL_BLOCK panel serves them all
+MAX_VIEW_BLOCK = 256
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
 STREAM_COLS = 2048  # most columns a vector-matrix product accumulates per block (8 KiB of float32 in L1)
@@ -87,10 +88,24 @@ def match(st: Stage) -> "Contraction | None":
 
 def _plain_input_read(e: Expr, col: Var) -> bool:
     """An input (or a stored layout transform such as im2col) read by bare loop variables, walking `col` along its
-    last dimension: its panel is a copy."""
+    last dimension, or along its last two as a row-major matrix (`[..., col // W, col % W]` with W the last
+    extent, as a convolution reads its (channel, row, column) input): its panel is a copy."""
     stored = isinstance(e, TensorRead) and (isinstance(e.tensor.op, PlaceholderOp)
                                             or getattr(e.tensor.op, "tag", "") == MATERIALIZE)
-    return stored and e.indices[-1] is col and all(isinstance(i, (Var, Const)) for i in e.indices)
+    if not stored:
+        return False
+    if e.indices[-1] is col:
+        return all(isinstance(i, (Var, Const)) for i in e.indices)
+    return _row_major_view(e.indices[-2:], col, e.tensor.shape[-1]) \
+        and all(isinstance(i, (Var, Const)) for i in e.indices[:-2])
+
+
+def _row_major_view(pair: "tuple[Expr, ...]", col: Var, width: Expr) -> bool:
+    if len(pair) != 2 or not isinstance(width, Const):
+        return False
+    hi, lo = pair
+    return all(isinstance(x, Binary) and x.op == op and x.a is col and isinstance(x.b, Const)
+               and x.b.value == width.value for x, op in ((hi, "floordiv"), (lo, "mod")))
 
 
 def _work(st: Stage) -> int:

@@ -4,7 +4,9 @@ multiple of the chunk, single-row products (the streaming schedule), for 16- and
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from hypothesis import given, settings, strategies as st
+from onnx import TensorProto, helper, numpy_helper
 
 import ember
 from ember.compiler.default_schedule import default_schedule
@@ -56,3 +58,46 @@ def test_single_row_product_streams_the_matrix():
     loops = build(1, 768, 3072, "llvm").source("loops")
     assert "parallel for" in loops and "unrolled for r.inner in 0..4" in loops
     assert loops.index("for r.outer") < loops.index("unrolled for r.inner")
+
+
+def _conv_model(c: int, m: int, hw: int, k: int, stride: int, pad: int):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((m, c, k, k)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[k, k], strides=[stride, stride],
+                            pads=[pad] * 4)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True), w
+
+
+@settings(max_examples=8, deadline=None)
+@given(c=st.sampled_from([1, 3, 16]), m=st.sampled_from([8, 20]), hw=st.sampled_from([1, 2, 7, 15]),
+       k=st.sampled_from([1, 3]), stride=st.sampled_from([1, 2]), pad=st.sampled_from([0, 1]))
+def test_convolution_column_layouts_match_numpy(c, m, hw, k, stride, pad):
+    """Each column-matrix layout (the input itself for 1x1 stride 1, the pixel matrix for stride 1, the (k, oh, ow)
+    stage for larger strides) against a direct numpy convolution, on sizes where strides and padding interact."""
+    if hw + 2 * pad < k:
+        return
+    model, w = _conv_model(c, m, hw, k, stride, pad)
+    x = np.random.default_rng(1).standard_normal((1, c, hw, hw)).astype(np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    o = (hw + 2 * pad - k) // stride + 1
+    want = np.zeros((1, m, o, o), np.float32)
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, :, i:i + stride * o:stride, j:j + stride * o:stride]
+            want += np.einsum("nchw,mc->nmhw", patch, w[:, :, i, j])
+    np.testing.assert_allclose(ember.compile(model)(x)[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_pointwise_convolution_packs_its_input_directly(tmp_path, monkeypatch):
+    """A 1x1 stride-1 convolution copies nothing into a column matrix: the packed panel reads the input."""
+    monkeypatch.setenv("EMBER_DUMP_DIR", str(tmp_path))
+    monkeypatch.setenv("EMBER_CACHE", "0")
+    model, _ = _conv_model(64, 64, 14, 1, 1, 0)
+    ember.compile(model)
+    loops = "".join(p.read_text() for p in tmp_path.rglob("loops.txt"))
+    assert "_col" not in loops and "in0.local[" in loops

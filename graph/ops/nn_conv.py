@@ -112,24 +112,38 @@ def _as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> bool:
 
 def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
     """im2col (padding becomes zeros there), a matmul over the flattened (channel, tap) axis, and a view back to
-    (n, m, oh, ow)."""
+    (n, m, oh, ow). The column matrix (n, k, pixel) is stored in the layout that measured fastest: for stride 1
+    as that matrix; for larger strides as (n, k, oh, ow) with affine (strided, not gathered) reads of the padded
+    input, which the matmul reads as the row-major matrix it is; a 1x1 stride-1 unpadded convolution reads its
+    input as that matrix directly, with no copy."""
     sizes = spatial_dims(ctx, x)
     _, c_in, m_out, _ = channels(ctx, x, w)
     win = window(ctx, sizes, kernel_attr(ctx, 2, w.shape[2:]))
     (kh, kw), (oh, ow) = win.kernel, win.out
     n, k_len, pixels = dim_value(x.shape[0]), c_in * kh * kw, oh * ow
 
-    def column(b, k, p):
+    def matrix(b, k, p):
         c, ry, rx = k // (kh * kw), (k // kw) % kh, k % kw
         pos = [win.position(0, p // ow, ry), win.position(1, p % ow, rx)]
         return E.select(win.inside(pos), x[(b, c, *pos)], 0)
 
-    col = E.compute((n, k_len, pixels), column, name=ctx.name("_col"), tag=MATERIALIZE)
+    if (kh, kw) == (1, 1) and win.strides == (1, 1) and (oh, ow) == tuple(sizes) and not any(win.begin):
+        src, view = x, True
+    elif win.strides == (1, 1):
+        src, view = E.compute((n, k_len, pixels), matrix, name=ctx.name("_col"), tag=MATERIALIZE), False
+    else:
+        tap = padded(ctx, lambda i: x[tuple(i)], x.shape[:2], win, 0)
+        src, view = E.compute((n, k_len, oh, ow), lambda b, k, i, j: tap(
+            (b, k // (kh * kw)), (i, j), ((k // kw) % kh, k % kw)), name=ctx.name("_col"), tag=MATERIALIZE), True
+
+    def read(b, k, p):
+        return src[b, k, p // ow, p % ow] if view else src[b, k, p]
+
     kk = E.reduce_axis(k_len, "k")
     acc = accumulator(x.dtype)
     prod = E.compute((n, m_out, pixels), lambda b, m, p: E.sum(
-        E.cast(acc, w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)]) * E.cast(acc, col[b, kk.var, p]),
-        axis=kk), name=ctx.name("_mm"))
+        E.cast(acc, w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)])
+        * E.cast(acc, read(b, kk.var, p)), axis=kk), name=ctx.name("_mm"))
     return E.compute((n, m_out, oh, ow), lambda b, m, i, j: prod[b, m, i * ow + j], name=ctx.name("_acc"))
 
 
