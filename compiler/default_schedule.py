@@ -58,7 +58,9 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
         if st.attach.kind != "root" or st in done:
             continue
-        if schedule_contraction(st, lanes_of(st)):
+        blocked = schedule_contraction(st, lanes_of(st))
+        if blocked is not None:
+            done |= blocked
             continue
         window = schedule_window(st, lanes_of(st))
         if window is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
 from ..ir.tensor import MATERIALIZE, PlaceholderOp, Reduce, TensorRead
+from .rules_epilogue import find_epilogue
 from .schedule import Axis, ScheduleError, Stage
 
 
@@ -155,19 +156,19 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blockin
     return Blocking(vectors, micro, row_block, min(k_chunk, k), pack, order, col_block=col_block)
 
 
-def schedule_contraction(st: Stage, lanes: int) -> bool:
-    """Apply the register-blocked schedule to a root stage; False (nothing done) when the stage does not match."""
+def schedule_contraction(st: Stage, lanes: int) -> "set[Stage] | None":
+    """Apply the register-blocked schedule to a root stage: the stages it scheduled, or None when it does not
+    match."""
     c = match(st)
     # Direct convolutions match too, but measured no faster than the generic schedule (their column operand
     # cannot be packed and short output rows leave masked tails), so only packable (matmul-like) stages take it.
     if c is None or c.packable is None or _work(st) < MIN_WORK or c.col.extent.value < lanes:
-        return False
+        return None
     if c.row.extent.value == 1 and len(c.reduce) == 1:
         apply_streaming(st, c, lanes)
-        return True
+        return {st}
     registers = vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
-    apply_blocking(st, c, lanes, default_blocking(c, lanes, registers))
-    return True
+    return apply_blocking(st, c, lanes, default_blocking(c, lanes, registers))
 
 
 def apply_streaming(st: Stage, c: Contraction, lanes: int) -> None:
@@ -194,35 +195,43 @@ def apply_streaming(st: Stage, c: Contraction, lanes: int) -> None:
     lst.vectorize(cl)
 
 
-def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
+def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> "set[Stage]":
     """Output tiles of (row_block x col_block) written back from a local accumulator computed at the tile; the
-    micro-kernel: ([reduction chunk], column tile, row block) outside, reductions, then micro rows x vectors."""
+    micro-kernel: ([reduction chunk], column tile, row block) outside, reductions, then micro rows x vectors.
+    An element-wise reader (bias, activation, residual add, a convolution's (oh, ow) view) that has not been
+    scheduled yet is the write-back itself (`rules_epilogue.py`). The stages scheduled here."""
     nj = b.vectors * lanes
     col_block = b.col_block or nj
     if col_block % nj:
         raise ScheduleError(f"col_block {col_block} is not a multiple of the micro-kernel's {nj} columns")
     pack = b.pack and c.packable is not None
     sch = st.schedule
+    epilogue = find_epilogue(st)
     local = sch.cache_write(st.op.outputs[0], "local")
     panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
     # The write-back stage (st) now has the spatial axes only, under the same names.
-    row, col = st.axis(c.row.name), st.axis(c.col.name)
-    ro, co, _, ci = st.tile(row, col, b.row_block, col_block)
-    outer = [st.axis(a.name) for a in c.outer]
+    if epilogue is not None:
+        st.compute_inline()
+        wb, axes = epilogue.host, epilogue.axes(st)
+    else:
+        wb, axes = st, {a.name: a for a in st.leaf}
+    row, col = axes[c.row.name], axes[c.col.name]
+    ro, co, _, ci = wb.tile(row, col, b.row_block, col_block)
+    outer = [axes[a.name] for a in c.outer]
     pair = (co, ro) if b.order == "col" else (ro, co)
-    st.reorder(*outer, *pair)
+    wb.reorder(*outer, *pair)
     lst = sch[local]
-    lst.compute_at(st, pair[1])
+    lst.compute_at(wb, pair[1])
     # One parallel loop, not a fusion: a fused index hides the tile bounds from the region guards of the cache
     # stages, which then stay in the micro-kernel.
     if b.parallel == "auto":
-        st.parallel(next((ax for ax in (*outer, pair[0]) if ax.extent.value >= PARALLEL_MIN_TRIPS), pair[0]))
+        wb.parallel(next((ax for ax in (*outer, pair[0]) if ax.extent.value >= PARALLEL_MIN_TRIPS), pair[0]))
     elif b.parallel != "none":
         loops = [ax for ax in (*outer, *pair) if ax.extent.value >= 2]
         if loops:
-            st.parallel(loops[0] if b.parallel == "first" or len(loops) == 1 else loops[1])
-    _, cvi = st.split(ci, lanes)
-    st.vectorize(cvi)
+            wb.parallel(loops[0] if b.parallel == "first" or len(loops) == 1 else loops[1])
+    _, cvi = wb.split(ci, lanes)
+    wb.vectorize(cvi)
     l_outer = [lst.axis(a.name) for a in c.outer]
     l_red = [lst.axis(a.name) for a in c.reduce]
     # The accumulator tile computes whole micro-kernels past the output's edge (its buffer covers the tile; the
@@ -243,3 +252,4 @@ def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> None:
     lst.unroll(r_in)
     lst.unroll(c_vec)
     lst.vectorize(c_lane)
+    return {st, wb, lst} | ({sch[panel]} if panel is not None else set())

@@ -110,19 +110,12 @@ def schedule_window(st: Stage, lanes: int) -> "set[Stage] | None":
         lead = host.fuse(*outer)
         if work >= PARALLEL_MIN_WORK:
             host.parallel(lead)
-    tiles = [host] if via is None else [host, via]
-    if via is not None:
-        via.compute_root()
-        via.compute_at(host, co)
-        acc.compute_at(via, via.leaf[0])
-    else:
-        acc.compute_at(host, co)
-    for t in tiles:  # rows x vectors of the tile, unrolled
-        t_vec, t_lane = t.split(t.leaf[-1], vec)
-        if row is not None and t.leaf[-3].extent.value <= MAX_UNROLL:
-            t.unroll(t.leaf[-3])
-        t.unroll(t_vec)
-        t.vectorize(t_lane)
+    acc.compute_at(host, co)  # an inlined stage between them (a bias add before the activation) stays inlined
+    h_vec, h_lane = host.split(host.leaf[-1], vec)
+    if row is not None and host.leaf[-3].extent.value <= MAX_UNROLL:
+        host.unroll(host.leaf[-3])
+    host.unroll(h_vec)
+    host.vectorize(h_lane)
     # The accumulating stage over its region (rows x vectors * lanes): taps outside, accumulators unrolled.
     nsp = len(acc.op.axis)
     a_sp, a_red = acc.leaf[:nsp], acc.leaf[nsp:]

@@ -313,16 +313,16 @@ class Stage:
         """Compute this stage inside `parent`'s loop `axis`, only the region that loop iteration needs."""
         target = self.schedule[parent]
         ax = target._leaf(axis, f"compute_at of {self.name}")
-        consumers = self.schedule.consumers(self)
+        consumers = self.schedule.consumers(self, through_inlined=True)
         if self.is_output:
             raise ScheduleError(f"compute_at of {self.name!r}: it is a kernel output; only intermediate stages "
                                 f"can be computed inside another stage")
+        if target.attach.kind == "inline":
+            raise ScheduleError(f"compute_at of {self.name!r}: target stage {target.name!r} is inlined")
         if consumers != [target]:
             names = ", ".join(s.name for s in consumers) or "none"
             raise ScheduleError(f"compute_at of {self.name!r} at {target.name!r}: {target.name!r} must be its only "
                                 f"consumer (consumers: {names})")
-        if target.attach.kind == "inline":
-            raise ScheduleError(f"compute_at of {self.name!r}: target stage {target.name!r} is inlined")
         self.attach = Attach("at", target, ax)
         self._record("compute_at", parent=target.name, axis=ax.name)
 
@@ -412,8 +412,18 @@ class Schedule:
                 out.append(t)
         return out
 
-    def consumers(self, stage: Stage) -> list[Stage]:
-        return [s for s in self.stages if any(t.op is stage.op for t in self.reads(s))]
+    def consumers(self, stage: Stage, through_inlined: bool = False) -> list[Stage]:
+        """The stages reading `stage`; with `through_inlined`, an inlined reader is replaced by its own readers
+        (where its reads end up)."""
+        direct = [s for s in self.stages if any(t.op is stage.op for t in self.reads(s))]
+        if not through_inlined:
+            return direct
+        out: list[Stage] = []
+        for s in direct:
+            for c in (self.consumers(s, True) if s.attach.kind == "inline" else [s]):
+                if c not in out:
+                    out.append(c)
+        return out
 
     def stage_of(self, op: Operation) -> "Stage | None":
         return next((s for s in self.stages if s.op is op), None)

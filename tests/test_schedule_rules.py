@@ -169,7 +169,8 @@ def test_depthwise_conv_sum_has_no_bounds_selects(stride, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("hw,stride", [(11, 1), (20, 2)])
 def test_depthwise_conv_bias_relu_fuse_into_one_tile_loop(hw, stride, tmp_path, monkeypatch):
-    """Conv + bias + Relu in one kernel: the bias add (inlined) is computed per tile too, no pass in between."""
+    """Conv + bias + Relu in one kernel: the window is computed per tile of the Relu, through the inlined bias
+    add, with no pass in between."""
     c = 5
     rng = np.random.default_rng(3)
     wt = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
@@ -188,4 +189,21 @@ def test_depthwise_conv_bias_relu_fuse_into_one_tile_loop(hw, stride, tmp_path, 
     conv = np.einsum("nchwij,cij->nchw", windows(x, 3, stride, 1, 0.0), wt[:, 0]) + b[:, None, None]
     np.testing.assert_allclose(got, np.maximum(conv, 0), rtol=1e-5, atol=1e-5)
     schedules = "".join(f.read_text() for f in tmp_path.glob("*/schedule.txt"))
-    assert "compute_root()" in schedules and "cache_write" not in schedules
+    assert "compute_at(parent='relu" in schedules and "compute_root()" not in schedules
+    assert "cache_write" not in schedules
+
+
+def test_compute_at_through_an_inlined_stage():
+    """A stage can be computed at a reader that reaches it through an inlined element-wise stage; the region is
+    inferred from the inlined reads."""
+    A = ember.placeholder((7, 20), "float32", "A")
+    T = ember.compute((7, 20), lambda i, j: A[i, j] * 2, name="T")
+    U = ember.compute((7, 20), lambda i, j: T[i, j] + 1, name="U")
+    O = ember.compute((7, 20), lambda i, j: U[i, j] * U[i, j], name="O")
+    s = ember.create_schedule(O)
+    s[U].compute_inline()
+    s[T].compute_at(s[O], "i")
+    a = np.arange(140, dtype="f4").reshape(7, 20)
+    f = ember.build(s, [A, O])
+    np.testing.assert_array_equal(f(a), (a * 2 + 1) ** 2)
+    assert "allocate T[1, 20]" in f.source("loops")
