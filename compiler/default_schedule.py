@@ -88,6 +88,9 @@ def schedule_stage(st: Stage, target: Target) -> None:
             outer = spatial[:-1] + [head]
             if reduce:
                 st.reorder(*outer, *reduce, vec)
+        elif reduce and n > 1:  # a short row is one narrower vector, accumulated under the reduction
+            vec, outer = inner, spatial[:-1]
+            st.reorder(*outer, *reduce, vec)
         elif not reduce and len(spatial) > 1:
             outer = spatial[:-1]
     work = _work(st)

@@ -174,17 +174,24 @@ class Lowerer:
                 lo = region[k][0]
                 v = simplify_index(lo + v)
                 # A padded axis computes its whole region, past the tensor's end too (reads are clamped).
-                if ax not in padded and not self._inside(lo, region[k][1], iv.extent):
+                if ax not in padded and not self._inside(lo, region[k][1], iv.extent, self._loop_ranges()):
                     loops.guards.append((all_of([v >= 0, v < iv.extent]), free_vars(values[ax])))
             loops.op_vars[iv.var] = v
         return loops
 
     @staticmethod
-    def _inside(lo: Expr, extent: Expr, full: Expr) -> bool:
-        lo_c, ext_c, full_c = const_value(lo), const_value(extent), const_value(full)
-        if lo_c is not None and ext_c is not None and full_c is not None:
-            return lo_c >= 0 and lo_c + ext_c <= full_c
+    def _inside(lo: Expr, extent: Expr, full: Expr, loop_ranges: dict[Var, Range]) -> bool:
+        """Whether a region [lo, lo + extent) provably lies in [0, full) wherever the enclosing loops go (a region
+        at a fused loop starts at a div/mod of its index)."""
+        ext_c, full_c = const_value(extent), const_value(full)
+        if ext_c is not None and full_c is not None:
+            return _within(lo, const(full_c - ext_c + 1, INDEX), loop_ranges)
         return prove_equal(lo, const(0, INDEX)) and prove_equal(extent, full)
+
+    def _loop_ranges(self) -> dict[Var, Range]:
+        """The range of every loop variable generated so far (this stage's and its consumers')."""
+        return {ax.var: (const(0, INDEX), simplify(ext - 1)) for known in self.loops.values()
+                for ax, ext in known.ext.items()}
 
     # ---- statement generation -------------------------------------------------------------------------------------
     def stage_nest(self, st: Stage) -> Stmt:
@@ -238,8 +245,7 @@ class Lowerer:
 
     def _op_ranges(self, loops: StageLoops) -> dict[Var, Range]:
         """The values each op variable takes in a stage's loops (including its consumers' loops around it)."""
-        loop_ranges = {ax.var: (const(0, INDEX), simplify(ext - 1)) for known in self.loops.values()
-                       for ax, ext in known.ext.items()}
+        loop_ranges = self._loop_ranges()
         out: dict[Var, Range] = {}
         for var, value in loops.op_vars.items():
             try:

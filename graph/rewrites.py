@@ -53,14 +53,19 @@ def fold_batchnorm(g: Graph) -> Graph:
     return g
 
 
+NARROW_OUTPUT = 16  # fewer output columns than the widest float32 vector: dot products along k are faster
+
+
 def pretranspose_gemm_weights(g: Graph) -> Graph:
     """Gemm with transB=1 and a constant B gets B transposed once at compile time, so its matmul reads B along
-    the output's columns, the layout the register-blocked schedule packs (exporters write FC layers this way)."""
+    the output's columns, the layout the register-blocked schedule packs (exporters write FC layers this way).
+    A narrow output (a classifier with 10 classes) keeps B as it is: each output is then a dot product of two
+    contiguous rows, which the row-reduction schedule vectorizes along k."""
     for node in g.nodes:
         if node.op != "Gemm" or not node.attrs.get("transB", 0) or len(node.inputs) < 2:
             continue
         b = node.inputs[1]
-        if b is None or not b.is_const or b.data.ndim != 2:
+        if b is None or not b.is_const or b.data.ndim != 2 or b.data.shape[0] < NARROW_OUTPUT:
             continue
         data = np.ascontiguousarray(b.data.T)
         node.inputs[1] = Value(b.name + "_t", b.dtype, tuple(data.shape), data)

@@ -101,3 +101,29 @@ def test_pointwise_convolution_packs_its_input_directly(tmp_path, monkeypatch):
     ember.compile(model)
     loops = "".join(p.read_text() for p in tmp_path.rglob("loops.txt"))
     assert "_col" not in loops and "in0.local[" in loops
+
+
+def test_narrow_gemm_runs_as_dot_products(tmp_path, monkeypatch):
+    """A classifier layer (10 outputs, weights [10, k] with transB=1) keeps its weights untransposed: each output
+    is a dot product of contiguous rows, vectorized along k (rfactor), not a 10-column matmul."""
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((6, 300), (10, 300), (10,)))
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 300])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    monkeypatch.setenv("EMBER_DUMP_DIR", str(tmp_path))
+    monkeypatch.setenv("EMBER_CACHE", "0")
+    got = ember.compile(onnx.shape_inference.infer_shapes(model))(x)[0]
+    np.testing.assert_allclose(got, x @ w.T + b, rtol=1e-4, atol=1e-4)
+    assert "rfactor" in "".join(p.read_text() for p in tmp_path.rglob("schedule.txt"))
+
+
+def test_short_output_rows_are_one_vector_under_the_reduction():
+    f = build(5, 40, 10, "llvm")
+    loops = f.source("loops")
+    assert "for r in 0..40:\n      vectorized for j in 0..10:" in loops
+    a, b = np.ones((5, 40), np.float32), np.arange(400, dtype=np.float32).reshape(40, 10)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-6)
