@@ -26,6 +26,7 @@ MICRO_TILES = {16: ((2, 4), (1, 8)), 32: ((2, 8),)}
 ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
 WIDE_ROW_BLOCK = 256  # rows per tile with column blocking: the packed K_CHUNK x COL_BLOCK panel serves them all
+# (a matrix larger than the caches, such as a transformer's FFN weights, is then read from memory once)
 MAX_VIEW_BLOCK = 256
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
@@ -148,7 +149,7 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blockin
     k_chunk = next((d for d in range(K_CHUNK, K_CHUNK // 2 - 1, -1) if k % d == 0), K_CHUNK)
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
-    wide = col_block > nj and rows > WIDE_ROW_BLOCK  # a tile of all the rows would leave one row block
+    wide = col_block > nj  # one packed panel serves up to WIDE_ROW_BLOCK rows: the column operand is read once
     row_block = min(WIDE_ROW_BLOCK if wide else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.

@@ -12,7 +12,7 @@ from ...ir.dtype import DType, INDEX
 from ...ir.expr import Binary, Call, Cast, Const, Expr, Select, Var, free_vars, substitute, walk
 from ...ir.loops import Buffer, Load
 from ...ir.simplify import coefficient, simplify_index
-from .vmath import fast_path, vector_exp, vector_tanh
+from .vmath import VECTOR_MATH, fast_path, vector_exp
 from .types import F16, F32, F64, I1, I8, I32, I64, PTR, compute_type, mangle, storage_type, vector_of
 
 LIBM_ONLY = {"erf": "erf", "log1p": "log1p", "expm1": "expm1", "asinh": "asinh", "acosh": "acosh",
@@ -252,7 +252,7 @@ class ExprEmitter:
         dt = e.args[0].dtype
         name = e.name
         if fast_path(name, v):
-            return vector_exp(self, v) if name == "exp" else vector_tanh(self, v)
+            return VECTOR_MATH[name](self, v)
         if name in LLVM_UNARY:
             return self.unary_intrinsic(LLVM_UNARY[name], v)
         if name in LIBM_ONLY:
