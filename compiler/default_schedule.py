@@ -55,12 +55,12 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
     def lanes_of(st: Stage) -> int:
         return vector_lanes(target, st.op.outputs[0].dtype.itemsize)
     done = schedule_rowwise(sch, lanes_of)
+    # Contractions first: their rule may take their epilogue and their packed operand's producer (im2col) along.
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
+        if st.attach.kind == "root" and st not in done:
+            done |= schedule_contraction(st, lanes_of(st)) or set()
+    for st in list(sch.stages):
         if st.attach.kind != "root" or st in done:
-            continue
-        blocked = schedule_contraction(st, lanes_of(st))
-        if blocked is not None:
-            done |= blocked
             continue
         window = schedule_window(st, lanes_of(st))
         if window is not None:

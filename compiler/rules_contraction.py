@@ -27,7 +27,7 @@ ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
 WIDE_ROW_BLOCK = 256  # rows per tile with column blocking: the packed K_CHUNK x COL_BLOCK panel serves them all
 # (a matrix larger than the caches, such as a transformer's FFN weights, is then read from memory once)
-MAX_VIEW_BLOCK = 256
+IMPLICIT_MAX_REUSE = 2  # row blocks that may each recompute an im2col panel instead of reading a stored one
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
 STREAM_COLS = 2048  # most columns a vector-matrix product accumulates per block (8 KiB of float32 in L1)
@@ -110,6 +110,12 @@ def _row_major_view(pair: "tuple[Expr, ...]", col: Var, width: Expr) -> bool:
                and x.b.value == width.value for x, op in ((hi, "floordiv"), (lo, "mod")))
 
 
+def _computed_source(c: Contraction) -> bool:
+    """The packed operand is a stored computation (im2col) read as a plain matrix, not through a view."""
+    read = c.packable
+    return read is not None and not isinstance(read.tensor.op, PlaceholderOp) and isinstance(read.indices[-1], Var)
+
+
 def _work(st: Stage) -> int:
     total = 1
     for ax in st.root_axes:
@@ -149,7 +155,8 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blockin
     k_chunk = next((d for d in range(K_CHUNK, K_CHUNK // 2 - 1, -1) if k % d == 0), K_CHUNK)
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
-    wide = col_block > nj  # one packed panel serves up to WIDE_ROW_BLOCK rows: the column operand is read once
+    # One packed panel serves up to WIDE_ROW_BLOCK rows, so the column operand is read (or computed) once.
+    wide = col_block > nj or _computed_source(c)
     row_block = min(WIDE_ROW_BLOCK if wide else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.
@@ -210,6 +217,9 @@ def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> "set[S
     epilogue = find_epilogue(st)
     local = sch.cache_write(st.op.outputs[0], "local")
     panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
+    if panel is not None and _computed_source(c) and -(-c.row.extent.value // b.row_block) <= IMPLICIT_MAX_REUSE:
+        # Implicit im2col: each panel computes its columns from the input, the column matrix is never stored.
+        sch.stage_of(c.packable.tensor.op).compute_inline()
     # The write-back stage (st) now has the spatial axes only, under the same names.
     if epilogue is not None:
         st.compute_inline()
@@ -225,8 +235,10 @@ def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> "set[S
     lst.compute_at(wb, pair[1])
     # One parallel loop, not a fusion: a fused index hides the tile bounds from the region guards of the cache
     # stages, which then stay in the micro-kernel.
-    if b.parallel == "auto":
-        wb.parallel(next((ax for ax in (*outer, pair[0]) if ax.extent.value >= PARALLEL_MIN_TRIPS), pair[0]))
+    if b.parallel == "auto":  # the outermost loop with enough trips, else the one with the most
+        loops = (*outer, *pair)
+        wb.parallel(next((ax for ax in loops if ax.extent.value >= PARALLEL_MIN_TRIPS),
+                         max(loops, key=lambda ax: ax.extent.value)))
     elif b.parallel != "none":
         loops = [ax for ax in (*outer, *pair) if ax.extent.value >= 2]
         if loops:

@@ -127,3 +127,19 @@ def test_short_output_rows_are_one_vector_under_the_reduction():
     assert "for r in 0..40:\n      vectorized for j in 0..10:" in loops
     a, b = np.ones((5, 40), np.float32), np.arange(400, dtype=np.float32).reshape(40, 10)
     np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-6)
+
+
+def test_stride_one_convolution_packs_im2col_panels_directly(tmp_path, monkeypatch):
+    """Implicit im2col: with at most two row blocks each packed panel computes its columns from the input and the
+    (tap, pixel) matrix is never stored; the result matches numpy."""
+    monkeypatch.setenv("EMBER_DUMP_DIR", str(tmp_path))
+    monkeypatch.setenv("EMBER_CACHE", "0")
+    model, w = _conv_model(16, 32, 20, 3, 1, 1)
+    x = np.random.default_rng(2).standard_normal((1, 16, 20, 20)).astype(np.float32)
+    got = ember.compile(model)(x)[0]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want = sum(np.einsum("nchw,mc->nmhw", xp[:, :, i:i + 20, j:j + 20], w[:, :, i, j])
+               for i in range(3) for j in range(3))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    loops = "".join(p.read_text() for p in tmp_path.rglob("loops.txt"))
+    assert "in global" not in loops and ".local[" in loops

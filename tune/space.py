@@ -184,6 +184,8 @@ class Space:
         inline_elementwise(sch)
         for name in reversed(self.roots):  # consumers first, so producers can be placed in their loops
             st = sch[name]
+            if st.attach.kind == "inline":  # taken into a contraction's packed panel (implicit im2col)
+                continue
             if name in self.blocked and d.get(f"{name}:mode", "blocked") == "blocked":
                 self._apply_blocked(sch, st, d)
             else:
@@ -192,7 +194,7 @@ class Space:
                 self._apply_generic(st, d)
         for name in self.roots:
             at = d.get(f"{name}:at", "root")
-            if at != "root":
+            if at != "root" and sch[name].attach.kind != "inline":
                 st = sch[name]
                 parent = sch.consumers(st)[0]
                 # Loops outside the consumer's vector loop can host it; a position past them means the innermost.
