@@ -88,14 +88,15 @@ def _inner_loops(s: Stmt, out: dict[Var, Expr]) -> dict[Var, Expr]:
     return out
 
 
-def _find_guard(s: Stmt, var: Var, inner: dict[Var, Expr]) -> "tuple[Expr, tuple[Expr, bool]] | None":
+def _find_guard(s: Stmt, var: Var, inner: dict[Var, Expr],
+                plain_only: bool = True) -> "tuple[Expr, tuple[Expr, bool]] | None":
     if isinstance(s, IfThenElse) and s.otherwise is None:
         for clause in _clauses(s.cond):
             point = _split_point(clause, var, inner)
-            if point is not None and point[1]:
+            if point is not None and (point[1] or not plain_only):
                 return clause, point
     for kid in s.children():
-        found = _find_guard(kid, var, inner)
+        found = _find_guard(kid, var, inner, plain_only)
         if found is not None:
             return found
     return None
@@ -125,28 +126,34 @@ def _drop_guards(s: Stmt, found: Expr, holds: Callable[[Expr], bool]) -> Stmt:
     return with_children(s, kids)
 
 
-def partition_loops(s: Stmt) -> Stmt:
+def partition_loops(s: Stmt, in_vector: bool = False) -> Stmt:
     """Split loops so the main part runs without the tail guards of non-divisible splits; only the last
     iterations keep the guard (and, when vectorized, the masked code). Inner loops are partitioned first."""
     if isinstance(s, For):
-        return _partition_on(For(s.var, s.extent, s.kind, partition_loops(s.body), s.thread_tag, s.annotations))
-    return with_children(s, [partition_loops(k) for k in s.children()])
+        inside = in_vector or s.kind in ("vectorized", "thread")
+        body = partition_loops(s.body, inside)
+        return _partition_on(For(s.var, s.extent, s.kind, body, s.thread_tag, s.annotations), in_vector)
+    return with_children(s, [partition_loops(k, in_vector) for k in s.children()])
 
 
-def _partition_on(loop: For) -> Stmt:
+def _partition_on(loop: For, in_vector: bool = False) -> Stmt:
     """Partition `loop` on its own variable. Each step removes at least the guard it split on from the main part,
     so the recursion ends."""
     if loop.kind in ("vectorized", "unrolled", "thread"):
         return loop
     inner = _inner_loops(loop.body, {})
-    found = _find_guard(loop.body, loop.var, inner)
+    # Serial loops also split where a guard's bound depends on outer loops (a tile whose last vectors pass the
+    # tensor's end only in some iterations of a parallel loop): the split point is then clamped to the loop.
+    found = _find_guard(loop.body, loop.var, inner, plain_only=loop.kind != "serial" or in_vector)
     if found is None:
         return loop
-    clause, (guard_point, _) = found
+    clause, (guard_point, plain) = found
     main_body = _drop_guards(loop.body, clause, lambda c: _holds_below(c, loop.var, inner, guard_point))
     point = guard_point if _at_most(guard_point, loop.extent) else binary("min", guard_point, loop.extent)
+    if not plain:
+        point = binary("max", point, const(0, INDEX))
     point = simplify_index(point)
-    main = _partition_on(For(loop.var, point, loop.kind, main_body, loop.thread_tag, loop.annotations))
+    main = _partition_on(For(loop.var, point, loop.kind, main_body, loop.thread_tag, loop.annotations), in_vector)
     tail_var = Var(loop.var.name, INDEX)
     tail_body = _rebind_lets(map_exprs(loop.body, lambda e: substitute(e, {loop.var: tail_var + point})))
     tail_kind = "serial" if loop.kind == "parallel" else loop.kind

@@ -143,3 +143,15 @@ def test_stride_one_convolution_packs_im2col_panels_directly(tmp_path, monkeypat
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     loops = "".join(p.read_text() for p in tmp_path.rglob("loops.txt"))
     assert "in global" not in loops and ".local[" in loops
+
+
+def test_streaming_edge_guard_is_split_off_inside_each_block():
+    """1000 columns in two parallel blocks of 500 with 16-lane vectors: where the guard falls depends on the block,
+    so the column loop is split at a point computed from the block index; most vectors run unguarded."""
+    f = build(1, 128, 1000, "llvm")
+    loops = f.source("loops").splitlines()
+    updates = [k for k, line in enumerate(loops) if line.strip().startswith("C.local[") and "+" in line]
+    guarded = [k for k in updates if loops[k - 1].strip().startswith("if ")]
+    assert guarded and len(guarded) < len(updates)
+    a, b = np.ones((1, 128), np.float32), np.arange(128000, dtype=np.float32).reshape(128, 1000) / 1000
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-5)
