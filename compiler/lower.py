@@ -100,27 +100,6 @@ class Lowerer:
             idx = [i - lo for i, (lo, _) in zip(idx, self.regions[prod])]
         return Load(buf, simplify_index(buf.flat_index(idx)))
 
-    def reads_of(self, target: Tensor, e: Expr, st: Stage) -> list[list[Expr]]:
-        """Index tuples with which `e` (in stage `st`) reads `target`, looking through inlined stages."""
-        found: list[list[Expr]] = []
-
-        def rule(node: Expr):
-            if isinstance(node, TensorRead):
-                t = self.sch.resolve(st.read_map.get(node.tensor, node.tensor))
-                for i in node.indices:
-                    found.extend(self.reads_of(target, i, st))
-                if t is target:
-                    found.append(list(node.indices))
-                    return node
-                prod = self.sch.stage_of(t.op)
-                if prod is not None and prod.attach.kind == "inline":
-                    mapping = {iv.var: i for iv, i in zip(prod.op.axis, node.indices)}
-                    found.extend(self.reads_of(target, substitute(prod.op.body[t.value_index], mapping), prod))
-                return node
-            return None
-        transform(e, rule)
-        return found
-
     # ---- loop structure -------------------------------------------------------------------------------------------
     @staticmethod
     def extents(st: Stage, root: list[Expr]) -> dict[Axis, Expr]:
@@ -168,13 +147,14 @@ class Lowerer:
                 values[rel.inner] = values[rel.fused] % inner_ext
         loops = StageLoops(ext, values, guards)
         ivs = list(st.op.axis) + list(st.op.reduce_axis)
+        loop_ranges = self._loop_ranges() if region is not None else {}
         for k, (iv, ax) in enumerate(zip(ivs, st.root_axes)):
             v = values[ax]
             if region is not None and k < len(region):
                 lo = region[k][0]
                 v = simplify_index(lo + v)
                 # A padded axis computes its whole region, past the tensor's end too (reads are clamped).
-                if ax not in padded and not self._inside(lo, region[k][1], iv.extent, self._loop_ranges()):
+                if ax not in padded and not self._inside(lo, region[k][1], iv.extent, loop_ranges):
                     loops.guards.append((all_of([v >= 0, v < iv.extent]), free_vars(values[ax])))
             loops.op_vars[iv.var] = v
         return loops
@@ -327,7 +307,7 @@ class Lowerer:
         reads: list[list[Expr]] = []
         for body in consumer.op.body:
             for t in tensors:
-                reads.extend(self.reads_of(t, body, consumer))
+                reads.extend(self.sch.reads_of(t, body, consumer))
         if not reads:
             raise ScheduleError(f"compute_at of {prod.name!r}: {consumer.name!r} does not read it")
         region: list[tuple[Expr, Expr]] = []

@@ -25,7 +25,7 @@ from .schedule import Axis, ScheduleError, Stage
 MICRO_TILES = {16: ((2, 4), (1, 8)), 32: ((2, 8),)}
 ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
-WIDE_ROW_BLOCK = 256  # rows per tile with column blocking: the packed K_CHUNK x COL_BLOCK panel serves them all
+WIDE_ROW_BLOCK = 256  # rows per tile with column blocking or an im2col panel: one packed panel serves them all
 # (a matrix larger than the caches, such as a transformer's FFN weights, is then read from memory once)
 IMPLICIT_MAX_REUSE = 2  # row blocks that may each recompute an im2col panel instead of reading a stored one
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.expr import Expr, Var, substitute, walk
+from ..ir.expr import Expr
 from ..ir.simplify import affine, simplify_index
-from ..ir.tensor import Tensor, TensorRead
-from .schedule import Axis, Schedule, Stage
+from .schedule import Axis, Stage
 
 
 @dataclass
@@ -44,7 +43,7 @@ def find_epilogue(st: Stage) -> "Epilogue | None":
     if flattened is None:
         return None
     want = _position(host, flattened)
-    reads = _reads(host.op.body[0], st.op.outputs[0], sch)
+    reads = sch.reads_of(st.op.outputs[0], host.op.body[0], host)
     if not reads or any(not _same(got, want) for got in reads):
         return None
     return Epilogue(host, flattened)
@@ -75,7 +74,7 @@ def _position(host: Stage, flattened: bool) -> list[Expr]:
     return list(v)
 
 
-def _same(got: "tuple[Expr, ...]", want: list[Expr]) -> bool:
+def _same(got: list[Expr], want: list[Expr]) -> bool:
     if len(got) != len(want):
         return False
     for a, b in zip(got, want):
@@ -83,22 +82,3 @@ def _same(got: "tuple[Expr, ...]", want: list[Expr]) -> bool:
         if form is None or form[0] or form[1] != 0:
             return False
     return True
-
-
-def _reads(e: Expr, target: Tensor, sch: Schedule) -> "list[tuple[Expr, ...]]":
-    """The index tuples with which `e` reads `target`, looking through inlined element-wise stages."""
-    found: list[tuple[Expr, ...]] = []
-
-    def visit(node: Expr) -> None:
-        if not isinstance(node, TensorRead):
-            return
-        t = sch.resolve(node.tensor)
-        if t.op is target.op:
-            found.append(tuple(node.indices))
-            return
-        prod = sch.stage_of(t.op)
-        if prod is not None and prod.attach.kind == "inline":
-            mapping: dict[Var, Expr] = {iv.var: i for iv, i in zip(prod.op.axis, node.indices)}
-            found.extend(_reads(substitute(prod.op.body[t.value_index], mapping), target, sch))
-    walk(e, visit)
-    return found

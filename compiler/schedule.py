@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..ir.dtype import INDEX, bool_
-from ..ir.expr import Const, Expr, Var, all_of, const, select, substitute
+from ..ir.expr import Const, Expr, Var, all_of, const, select, substitute, transform
 from ..ir.loops import SCOPES
 from ..ir.structural import topo_ops
 from ..ir.symbolic import simplify
-from ..ir.tensor import ComputeOp, IterVar, Operation, PlaceholderOp, Reduce, Tensor, compute, identity_element
+from ..ir.tensor import (ComputeOp, IterVar, Operation, PlaceholderOp, Reduce, Tensor, TensorRead, compute,
+                         identity_element)
 from .trace import Instruction, Trace
 
 TAILS = ("guard", "pad")
@@ -424,6 +425,27 @@ class Schedule:
                 if c not in out:
                     out.append(c)
         return out
+
+    def reads_of(self, target: Tensor, e: Expr, st: Stage) -> list[list[Expr]]:
+        """Index tuples with which `e` (in stage `st`) reads `target`, looking through inlined stages."""
+        found: list[list[Expr]] = []
+
+        def rule(node: Expr):
+            if isinstance(node, TensorRead):
+                t = self.resolve(st.read_map.get(node.tensor, node.tensor))
+                for i in node.indices:
+                    found.extend(self.reads_of(target, i, st))
+                if t is target:
+                    found.append(list(node.indices))
+                    return node
+                prod = self.stage_of(t.op)
+                if prod is not None and prod.attach.kind == "inline":
+                    mapping = {iv.var: i for iv, i in zip(prod.op.axis, node.indices)}
+                    found.extend(self.reads_of(target, substitute(prod.op.body[t.value_index], mapping), prod))
+                return node
+            return None
+        transform(e, rule)
+        return found
 
     def stage_of(self, op: Operation) -> "Stage | None":
         return next((s for s in self.stages if s.op is op), None)
