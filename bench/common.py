@@ -22,6 +22,24 @@ def measure(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_ti
     return {"median": statistics.median(times), "min": min(times), "runs": len(times)}
 
 
+def measure_interleaved(fns: list[Callable[[], object]], budget: float, rounds: int = 4,
+                        pause: float = 0.05) -> list[dict]:
+    """`measure` for several contenders in alternating rounds, so slow phases of a shared machine hit them all
+    alike; the pause between rounds lets one contender's idle, spinning worker threads go to sleep before the
+    next one runs (onnxruntime's pool spins after each run and would otherwise slow the next contender down)."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out in zip(fns, samples):
+            time.sleep(pause)
+            fn()
+            start = time.perf_counter()
+            while len(out) < 3 or time.perf_counter() - start < budget / rounds:
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+    return [{"median": statistics.median(t), "min": min(t), "runs": len(t)} for t in samples]
+
+
 def machine() -> dict:
     import llvmlite.binding as llvm
     return {"cpu": llvm.get_host_cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),

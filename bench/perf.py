@@ -7,7 +7,9 @@ Run:  python -m bench.perf                   (from the repository root; the full
 
 Each kernel is a one- or few-node ONNX model compiled by `ember.compile` and run by onnxruntime
 (intra_op_num_threads=2, ORT_ENABLE_ALL); ember's output is checked against onnxruntime's. Times are the median
-and min over repeats chosen to fill a time budget, after warm-up. Ratios are ember time / peer time: below 1
+and min over repeats chosen to fill a time budget, after warm-up, taken in alternating rounds (ember, onnxruntime,
+numpy, ember, ...) with short pauses between them, so that noisy phases of a shared machine and one runtime's idle
+spinning threads do not favour the other. Ratios are ember time / peer time: below 1
 ember is faster. Model compile times are taken in fresh subprocesses: cold with an empty EMBER_CACHE_DIR, warm
 with the cache that run filled. Writes bench/results/perf.json.
 """
@@ -33,7 +35,7 @@ import ember
 from ember.compiler.target import parse_target
 from ember.runtime.cache import reset_default_cache
 
-from .common import machine, measure, table, write_json
+from .common import machine, measure, measure_interleaved, table, write_json
 from .perf_kernels import Case, kernel_cases
 from .perf_models import model_cases, tiny
 
@@ -60,12 +62,6 @@ def ort_session(model: onnx.ModelProto) -> ort.InferenceSession:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # light_resnet50 carries an unused initializer that onnxruntime warns about
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
-def timed(fn: Callable[[], object], budget: float) -> dict:
-    """Median/min of `fn` after one warm-up call, over at least 3 repeats and `budget` seconds: slow cases stay
-    cheap, fast ones get hundreds of samples, which the median needs on a shared, noisy machine."""
-    return measure(fn, repeats=3, warmup=1, min_time=budget)
 
 
 def agreement(got: list[np.ndarray], want: list[np.ndarray]) -> str:
@@ -105,12 +101,12 @@ def run_kernel(case: Case, budget: float) -> dict:
     t0 = time.perf_counter()
     compiled = ember.compile(case.model)
     compile_s = time.perf_counter() - t0
-    sess = ort_session(case.model)
     args = [case.feeds[i.name] for i in case.model.graph.input if i.name in case.feeds]
+    sess = ort_session(case.model)
     mark = agreement(compiled(*args), sess.run(None, case.feeds))
-    e = timed(lambda: compiled(*args), budget)
-    o = timed(lambda: sess.run(None, case.feeds), budget)
-    n = timed(case.numpy, budget) if case.numpy else None
+    contenders = [lambda: compiled(*args), lambda: sess.run(None, case.feeds)] + ([case.numpy] if case.numpy else [])
+    e, o, *n = measure_interleaved(contenders, budget * len(contenders))
+    n = n[0] if n else None
     print(f"  {case.name} {case.shape}: ember {ms(e)} ms, onnxruntime {ms(o)} ms  {mark}", flush=True)
     return {"kernel": case.name, "shape": case.shape, "compile_s": compile_s, "ember": e, "onnxruntime": o,
             "numpy": n, "ember/ort": e["median"] / o["median"], "ember/ort_min": e["min"] / o["min"],
@@ -146,8 +142,7 @@ def run_model(name: str, model: onnx.ModelProto, feeds: dict[str, np.ndarray], b
     compiled = ember.compile(model)
     sess = ort_session(model)
     mark = agreement(list(compiled.run(feeds).values()), sess.run(None, feeds))
-    e = timed(lambda: compiled.run(feeds), budget)
-    o = timed(lambda: sess.run(None, feeds), budget)
+    e, o = measure_interleaved([lambda: compiled.run(feeds), lambda: sess.run(None, feeds)], 2 * budget)
     print(f"  {name}: cold compile {cold['seconds']:.1f} s, ember {ms(e)} ms, onnxruntime {ms(o)} ms  {mark}",
           flush=True)
     return {"model": name, "cold_compile_s": cold["seconds"], "kernels_built": cold["compiles"],

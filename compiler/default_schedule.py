@@ -59,14 +59,12 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
         if st.attach.kind == "root" and st not in done:
             done |= schedule_contraction(st, lanes_of(st)) or set()
-    for st in list(sch.stages):
-        if st.attach.kind != "root" or st in done:
-            continue
-        window = schedule_window(st, lanes_of(st))
-        if window is not None:
-            done |= window
-            continue
-        schedule_stage(st, target)
+    for st in list(sch.stages):  # then windows, which take their padded input along
+        if st.attach.kind == "root" and st not in done:
+            done |= schedule_window(st, lanes_of(st)) or set()
+    for st in sch.stages:
+        if st.attach.kind == "root" and st not in done:
+            schedule_stage(st, target)
     return sch
 
 

@@ -23,10 +23,10 @@ from .schedule import Axis, ScheduleError, Stage
 # accumulators plus operands fit; with 32 (AVX-512) 16 accumulators, which two FMA pipes of 4-cycle latency need
 # to stay busy. With 16 registers the first tile that divides the column extent wins (no tail), else the first.
 MICRO_TILES = {16: ((2, 4), (1, 8)), 32: ((2, 8),)}
-ROW_BLOCK = 64  # rows sharing one packed panel of the column operand
 COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel's columns divides the extent
-WIDE_ROW_BLOCK = 256  # rows per tile with column blocking or an im2col panel: one packed panel serves them all
-# (a matrix larger than the caches, such as a transformer's FFN weights, is then read from memory once)
+ROW_BLOCK = 256  # rows sharing one packed panel of the column operand, so it is packed (or computed) once per
+# row block: a matrix larger than the caches, such as a transformer's FFN weights, is then read from memory once,
+# and 1x1 convolutions with a pixel count no column block divides (784, 196, 49) pack their input 4x less often
 IMPLICIT_MAX_REUSE = 2  # row blocks that may each recompute an im2col panel instead of reading a stored one
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
@@ -155,9 +155,7 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blockin
     k_chunk = next((d for d in range(K_CHUNK, K_CHUNK // 2 - 1, -1) if k % d == 0), K_CHUNK)
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
-    # One packed panel serves up to WIDE_ROW_BLOCK rows, so the column operand is read (or computed) once.
-    wide = col_block > nj or _computed_source(c)
-    row_block = min(WIDE_ROW_BLOCK if wide else ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
+    row_block = min(ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.
     order = "row" if pack and col_block == nj and rows > row_block else "col"

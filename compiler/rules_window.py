@@ -15,6 +15,7 @@ import math
 from ..ir.expr import Const, Expr, free_vars, walk
 from ..ir.simplify import affine, simplify_index
 from ..ir.tensor import Reduce, TensorRead
+from .rules_contraction import vector_registers
 from .schedule import MAX_UNROLL, Stage
 
 MAX_TAPS = 64  # a larger window (or a grouped conv with many channels per group) is a contraction, not a window
@@ -99,8 +100,12 @@ def schedule_window(st: Stage, lanes: int) -> "set[Stage] | None":
     width = col.extent.value
     # A short row that is not a multiple of the vector width is one (wider or narrower) vector: no masked tail.
     vec = width if width % lanes and width <= SHORT_ROW_VECTORS * lanes else lanes
-    vectors = 2 if width % (2 * vec) == 0 else 1
     rows = 2 if row is not None and row.extent.value % 2 == 0 else 1
+    # A whole row per block when its accumulators fit in half the register file: the padded input is then copied
+    # in whole rows, not in blocks with a halo each.
+    whole = width // vec if width % vec == 0 else 0
+    vectors = whole if 0 < whole * rows <= vector_registers(lanes, st.op.outputs[0].dtype.itemsize) // 2 \
+        else 2 if width % (2 * vec) == 0 else 1
     co, ci = host.split(col, vectors * vec)
     if row is not None:
         ro, ri = host.split(row, rows)
@@ -129,4 +134,24 @@ def schedule_window(st: Stage, lanes: int) -> "set[Stage] | None":
             acc.unroll(ax)
     acc.unroll(a_vec)
     acc.vectorize(a_lane)
-    return {st, host, acc} | ({via} if via is not None else set())
+    done = {st, host, acc} | ({via} if via is not None else set())
+    outer_acc = a_sp[:nsp - 1 - len(a_rows)]
+    pad = _padded_input(acc)
+    if pad is not None and outer_acc:
+        # The zero-padded copy of the input, block by block (a few rows) instead of a whole extra pass over memory.
+        pad.compute_at(acc, outer_acc[-1])
+        p_vec, p_lane = pad.split(pad.leaf[-1], lanes)
+        pad.vectorize(p_lane)
+        done.add(pad)
+    return done
+
+
+def _padded_input(acc: Stage) -> "Stage | None":
+    """The stored, element-wise stage (the zero-padded input) that only `acc` reads."""
+    sch = acc.schedule
+    for t in sch.reads(acc):
+        prod = sch.stage_of(t.op)
+        if prod is not None and prod.attach.kind == "root" and not prod.relations and _elementwise(prod) \
+                and not prod.is_output and sch.consumers(prod, through_inlined=True) == [acc]:
+            return prod
+    return None

@@ -50,6 +50,41 @@ def test_elementwise_chain_fuses_into_one_kernel():
     np.testing.assert_allclose(compiled(x)[0], np.maximum(x + b, 0) * b, rtol=1e-6)
 
 
+def test_residual_add_joins_the_convolution_that_produced_it():
+    """A residual block: the Add and Relu after the second conv join a conv's kernel (its epilogue), reading the
+    other operand from the kernel that ran before; the result matches onnxruntime."""
+    rng = np.random.default_rng(5)
+    w1, w2 = (rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2 for _ in range(2))
+    ws = rng.standard_normal((8, 8, 1, 1)).astype(np.float32) * 0.3
+    inits = [numpy_helper.from_array(a, n) for a, n in [(w1, "w1"), (w2, "w2"), (ws, "ws")]]
+    m = model([helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1] * 4),
+               helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+               helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1] * 4),
+               helper.make_node("Conv", ["x", "ws"], ["s"], name="shortcut"),
+               helper.make_node("Add", ["c2", "s"], ["a"], name="add"),
+               helper.make_node("Relu", ["a"], ["y"], name="relu2")],
+              [vi("x", [1, 8, 9, 9])], [vi("y", [1, 8, 9, 9])], inits)
+    parts = fuse(optimize(import_model(m)))
+    assert [[n.name for n in p.nodes] for p in parts] == [["conv1", "relu1"], ["conv2"], ["shortcut", "add", "relu2"]]
+    ort = pytest.importorskip("onnxruntime")
+    x = rng.standard_normal((1, 8, 9, 9)).astype(np.float32)
+    expected = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ember.compile(m)(x)[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_element_wise_node_never_joins_a_partition_that_runs_before_its_inputs():
+    """`add` reads `late`, made by a partition started after `early`'s: it may join `late`'s partition (which
+    runs after `early`'s) but not `early`'s."""
+    m = model([helper.make_node("Exp", ["x"], ["e"], name="early"),
+               helper.make_node("MatMul", ["x", "x"], ["late"], name="late"),
+               helper.make_node("Add", ["e", "late"], ["y"], name="add")],
+              [vi("x", [4, 4])], [vi("y", [4, 4])])
+    parts = fuse(optimize(import_model(m)))
+    assert [[n.name for n in p.nodes] for p in parts] == [["early"], ["late", "add"]]
+    x = np.random.default_rng(6).standard_normal((4, 4)).astype(np.float32)
+    np.testing.assert_allclose(ember.compile(m)(x)[0], np.exp(x) + x @ x, rtol=1e-5)
+
+
 def test_inference_batchnorm_fuses_but_training_batchnorm_does_not():
     rng = np.random.default_rng(1)
     params = [numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.5, n) for n in ("s", "b", "m", "v")]
