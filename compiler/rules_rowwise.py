@@ -49,9 +49,13 @@ def is_row_reduction(st: Stage, lanes: int) -> bool:
 
 
 def _vectorize_reduction(st: Stage, lanes: int) -> Stage:
-    """Split the row by the vector width and rfactor the lanes: the returned stage holds a vector of partials."""
+    """Split the row by (a few) vector widths and rfactor the lanes: the returned stage holds the partials."""
     sch = st.schedule
-    _, inner = st.split(st.leaf[-1], lanes)
+    n = st.leaf[-1].extent.value
+    # Up to 4 vectors of partials: independent accumulation chains (a float max is several dependent
+    # instructions, NaN-propagating) for rows of at least two such steps.
+    width = next(k * lanes for k in (4, 2, 1) if n >= 2 * k * lanes or k == 1)
+    _, inner = st.split(st.leaf[-1], width)
     rf = sch[sch.rfactor(st.op.outputs[0], inner)]
     nsp = len(rf.op.axis)
     spatial, reduce = rf.leaf[:nsp], rf.leaf[nsp:]
@@ -126,5 +130,6 @@ def schedule_rowwise(sch, lanes_of) -> set[Stage]:
             st.compute_at(via, via.leaf[-1])
             done.add(via)
         rf.compute_at(st, st.leaf[-2])
+        st.pragma(st.leaf[-1], "lane_reduce", 1)
         done |= {st, rf}
     return done

@@ -103,6 +103,37 @@ def trace_of(outputs) -> str:
     return str(default_schedule(outputs, parse_target("llvm")).trace)
 
 
+@pytest.mark.parametrize("combiner", ["max", "min", "sum"])
+@pytest.mark.parametrize("n", [16, 33, 128, 200])
+def test_row_reduction_partials_combine_as_a_vector(combiner, n):
+    """The rfactored partials are combined by halving one vector (the `lane_reduce` pragma, shufflevector in the
+    LLVM IR), not a serial chain; NaN still propagates through max/min and sums stay within float32 rounding."""
+    x = ember.placeholder((5, n), "float32", name="x")
+    r = ember.reduce_axis(n, "r")
+    y = ember.compute((5,), lambda i: getattr(ember, combiner)(x[i, r.var], axis=r), name="y")
+    sch = default_schedule(y, parse_target("llvm"))
+    assert "lane_reduce" in str(sch.trace)
+    f = ember.build(sch, [x, y])
+    assert "shufflevector" in f.source("llvm")
+    xv = np.random.default_rng(n).standard_normal((5, n)).astype(np.float32)
+    xv[1, n // 2] = np.nan
+    xv[2] = 0.0
+    xv[2, ::3] = -0.0
+    want = {"max": np.max, "min": np.min, "sum": np.sum}[combiner](xv.astype(np.float64), axis=1)
+    np.testing.assert_allclose(f(xv), want, rtol=1e-5, atol=1e-5)
+
+
+def test_lane_reduce_pragma_on_another_loop_runs_it_serially():
+    """The pragma is a hint: a loop that is not `acc = acc op f(l)` over a power-of-two count runs as written."""
+    x = ember.placeholder((4, 12), "float32", name="x")
+    r = ember.reduce_axis(12, "r")
+    y = ember.compute((4,), lambda i: ember.sum(x[i, r.var] * 2, axis=r), name="y")
+    sch = ember.create_schedule(y)
+    sch[y].pragma(sch[y].leaf[-1], "lane_reduce", 1)
+    xv = np.random.default_rng(1).standard_normal((4, 12)).astype(np.float32)
+    np.testing.assert_allclose(ember.build(sch, [x, y])(xv), 2 * xv.sum(axis=1), rtol=1e-5)
+
+
 def test_row_reductions_are_vectorized_and_computed_per_row():
     x = ember.placeholder((6, 40), "float32", name="x")
     r = ember.reduce_axis(40, "r")

@@ -39,3 +39,19 @@ def test_vector_math_matches_float64(name, tolerance):
     assert np.array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)])
     rel = np.abs(got[finite] - want[finite]) / np.maximum(np.abs(want[finite]), np.finfo(np.float32).tiny)
     assert rel.max() <= tolerance, (name, float(rel.max()), x[finite][rel.argmax()])
+
+
+def test_exp_at_the_ends_of_the_float32_range():
+    """Up to the overflow threshold exp stays accurate and then is inf; down to the denormals it is accurate in
+    absolute terms and then 0 (the clamped input's 2^n scaling overflows and underflows by itself)."""
+    top = np.linspace(80, 88.72, 20001, dtype=np.float32)
+    bottom = np.linspace(-110, -87, 20001, dtype=np.float32)
+    over = np.float32([88.73, 88.9, 89.0, 95.0, 1e4, 3e38])
+    f = _kernel("exp", 16 * 2502)
+    x = np.concatenate([top, bottom, over, np.zeros(16 * 2502 - 40008, np.float32)])
+    with np.errstate(over="ignore"):
+        got, want = f(x), np.exp(x.astype(np.float64))
+    n = top.size
+    assert np.all(np.abs(got[:n] - want[:n]) / want[:n] <= 3e-7)
+    assert np.all(np.abs(got[n:2 * n] - want[n:2 * n]) <= 2 * float(np.finfo(np.float32).smallest_subnormal))
+    assert np.all(np.isinf(got[2 * n:2 * n + over.size]))

@@ -193,8 +193,40 @@ class LLVMCodegen(ExprEmitter):
             self.unrolled_loop(s)
         elif kind == "parallel" and not self.in_parallel and self.lanes is None:
             self.parallel_loop(s)
-        else:
+        elif not (dict(s.annotations).get("lane_reduce") and self.lane_reduce_loop(s)):
             self.serial_loop(s, self.emit(s.extent), lambda: self.stmt(s.body))
+
+    def lane_reduce_loop(self, s: For) -> bool:
+        """A loop with the `lane_reduce` pragma of the form `buf[i] = buf[i] op f(l)` (op: float add/max/min,
+        i not depending on l, a power-of-two trip count) as f over all l in one vector, halved log2(n) times, then
+        one scalar step: the combination of rfactor's vector partials without a serial chain through them. False
+        (and nothing emitted) for any other loop, which then runs serially."""
+        from ...ir.expr import Const
+        body, n = s.body, s.extent.value if isinstance(s.extent, Const) else 0
+        if self.lanes is not None or n < 2 or n & (n - 1) or not isinstance(body, Store):
+            return False
+        v = body.value
+        if not (isinstance(v, Binary) and v.op in ("add", "max", "min") and v.dtype.is_float):
+            return False
+        acc, term = (v.a, v.b) if _reads_target(v.a, body) else (v.b, v.a)
+        if not _reads_target(acc, body) or s.var in free_vars(body.index) or s.var in free_vars(acc.index):
+            return False
+        bld = self.builder
+        self.lanes, self.lane_var = n, s.var
+        self.env[s.var] = ir.Constant(ir.VectorType(I64, n), list(range(n)))
+        try:
+            vec = self.splat(self.emit(term), n)
+        finally:
+            self.lanes, self.lane_var = None, None
+        while n > 1:
+            n //= 2
+            lo, hi = (bld.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, n), list(range(k, k + n))))
+                      for k in (0, n))
+            vec = self.float_binary(v.op, lo, hi)
+        total = Var(f"{s.var.name}.total", v.dtype)
+        self.env[total] = bld.extract_element(vec, ir.Constant(I32, 0))
+        self.store(Store(body.buffer, body.index, Binary(v.op, acc, total, v.dtype)))
+        return True
 
     def serial_loop(self, s: For, extent: ir.Value, body, start: "ir.Value | None" = None) -> None:
         bld = self.builder
@@ -283,6 +315,15 @@ class LLVMCodegen(ExprEmitter):
         self.in_parallel = False
         gomp = self.extern("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
         bld.call(gomp, [worker, closure, ir.Constant(I32, self.threads), ir.Constant(I32, 0)])
+
+
+def _reads_target(e: Expr, s: Store) -> bool:
+    """`e` loads the element `s` stores to."""
+    from ...ir.simplify import affine, simplify_index
+    if not (isinstance(e, Load) and e.buffer is s.buffer):
+        return False
+    form = affine(simplify_index(e.index - s.index))
+    return form is not None and not form[0] and form[1] == 0
 
 
 def _streaming_outputs(func: PrimFunc) -> set[Buffer]:

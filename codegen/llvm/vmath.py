@@ -10,7 +10,7 @@ from llvmlite import ir
 
 from .types import F32, I32
 
-EXP_HI, EXP_LO = 88.72283905206835, -103.97207708
+EXP_CLAMP_HI, EXP_CLAMP_LO = 89.0, -104.0  # 2^128 overflows to inf, 2^-150 rounds to 0
 LOG2E, LN2_HI, LN2_LO = 1.44269504088896341, 0.693359375, -2.12194440e-4
 EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 ERF_CLAMP = 4.0  # erf(4) rounds to 1.0 in float32
@@ -25,10 +25,19 @@ def _c(vt: ir.VectorType, value: float) -> ir.Constant:
     return ir.Constant(vt, [ir.Constant(vt.element, value).constant] * vt.count)
 
 
-def _horner(b: ir.IRBuilder, x: ir.Value, coeffs: tuple[float, ...]) -> ir.Value:
+def _fma(em, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
+    """x * y + z, one instruction where the CPU has FMA (llvm.fmuladd), else a multiply and an add."""
+    return em.builder.call(em.intrinsic("llvm.fmuladd", x.type, [x.type] * 3, [x.type]), [x, y, z])
+
+
+def _binary(em, name: str, x: ir.Value, y: ir.Value) -> ir.Value:
+    return em.builder.call(em.intrinsic(f"llvm.{name}", x.type, [x.type] * 2, [x.type]), [x, y])
+
+
+def _horner(em, x: ir.Value, coeffs: tuple[float, ...]) -> ir.Value:
     acc = _c(x.type, coeffs[0])
     for c in coeffs[1:]:
-        acc = b.fadd(b.fmul(acc, x), _c(x.type, c))
+        acc = _fma(em, acc, x, _c(x.type, c))
     return acc
 
 
@@ -39,20 +48,19 @@ def _pow2(b: ir.IRBuilder, k: ir.Value, vt: ir.VectorType) -> ir.Value:
 
 
 def vector_exp(em, x: ir.Value) -> ir.Value:
+    """The input clamped to [EXP_CLAMP_LO, EXP_CLAMP_HI] (NaN propagates through llvm.minimum/maximum), where
+    the scaling by 2^n overflows to inf or underflows to 0 by itself: no range selects."""
     b, vt = em.builder, x.type
     ivt = ir.VectorType(I32, vt.count)
-    big = b.fcmp_ordered(">", x, _c(vt, EXP_HI))
-    small = b.fcmp_ordered("<", x, _c(vt, EXP_LO))
-    xc = b.select(big, _c(vt, EXP_HI), b.select(small, _c(vt, EXP_LO), x))
+    xc = _binary(em, "minimum", _binary(em, "maximum", x, _c(vt, EXP_CLAMP_LO)), _c(vt, EXP_CLAMP_HI))
     n = em.unary_intrinsic("roundeven", b.fmul(xc, _c(vt, LOG2E)))
-    r = b.fsub(b.fsub(xc, b.fmul(n, _c(vt, LN2_HI))), b.fmul(n, _c(vt, LN2_LO)))
-    p = _horner(b, r, EXP_POLY)
-    p = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), _c(vt, 1.0))
-    ni = b.fptosi(b.select(b.fcmp_unordered("uno", n, n), _c(vt, 0.0), n), ivt)
+    r = _fma(em, n, _c(vt, -LN2_LO), _fma(em, n, _c(vt, -LN2_HI), xc))
+    p = _fma(em, _horner(em, r, EXP_POLY), b.fmul(r, r), r)
+    p = b.fadd(p, _c(vt, 1.0))
+    ni = b.fptosi(n, ivt)  # poison for NaN lanes, which the last select replaces
     # 2^n as 2^(n>>1) * 2^(n - n>>1): both halves stay normal floats from the overflow to the denormal limit.
     half = b.ashr(ni, ir.Constant(ivt, [1] * vt.count))
     out = b.fmul(b.fmul(p, _pow2(b, half, vt)), _pow2(b, b.sub(ni, half), vt))
-    out = b.select(big, _c(vt, float("inf")), b.select(small, _c(vt, 0.0), out))
     return b.select(b.fcmp_unordered("uno", x, x), x, out)
 
 
@@ -60,7 +68,7 @@ def vector_tanh(em, x: ir.Value) -> ir.Value:
     b, vt = em.builder, x.type
     ax = em.unary_intrinsic("fabs", x)
     z = b.fmul(x, x)
-    near = b.fadd(x, b.fmul(b.fmul(x, z), _horner(b, z, TANH_POLY)))
+    near = b.fadd(x, b.fmul(b.fmul(x, z), _horner(em, z, TANH_POLY)))
     e = vector_exp(em, b.fmul(ax, _c(vt, 2.0)))
     far = b.fsub(_c(vt, 1.0), b.fdiv(_c(vt, 2.0), b.fadd(e, _c(vt, 1.0))))
     far = b.select(b.fcmp_ordered("<", x, _c(vt, 0.0)), b.fneg(far), far)
@@ -74,7 +82,7 @@ def vector_erf(em, x: ir.Value) -> ir.Value:
     xc = b.select(b.fcmp_ordered(">", x, _c(vt, ERF_CLAMP)), _c(vt, ERF_CLAMP),
                   b.select(b.fcmp_ordered("<", x, _c(vt, -ERF_CLAMP)), _c(vt, -ERF_CLAMP), x))
     z = b.fmul(xc, xc)
-    return b.fdiv(b.fmul(xc, _horner(b, z, ERF_NUM)), _horner(b, z, ERF_DEN))
+    return b.fdiv(b.fmul(xc, _horner(em, z, ERF_NUM)), _horner(em, z, ERF_DEN))
 
 
 VECTOR_MATH = {"exp": vector_exp, "tanh": vector_tanh, "erf": vector_erf}
