@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ember
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 
@@ -48,3 +49,16 @@ def test_vectorized_outer_loop_stores_with_a_stride(rows, cols, lanes):
     sch[Y].vectorize(inner)
     x = np.arange(rows * cols, dtype="f4").reshape(rows, cols)
     np.testing.assert_array_equal(ember.build(sch, [X, Y])(x), x * 2 + np.arange(cols, dtype="f4"))
+
+
+@pytest.mark.parametrize("mib,streamed", [(5, False), (16, True)])
+def test_only_outputs_larger_than_a_cache_bypass_it(mib, streamed):
+    """Non-temporal stores only for outputs of 16 MiB or more: a smaller result is read by the next kernel of a
+    model while it is still cached."""
+    n = mib * (1 << 20) // 4
+    X = ember.placeholder((n,), "float32", "X")
+    Y = ember.compute((n,), lambda i: X[i] * 2, name="Y")
+    f = ember.build(Y, [X, Y])
+    assert ("!nontemporal" in f.source("llvm")) == streamed
+    x = np.arange(n, dtype=np.float32)
+    np.testing.assert_array_equal(f(x), x * 2)
