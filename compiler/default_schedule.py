@@ -58,7 +58,7 @@ def default_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Sc
     # Contractions first: their rule may take their epilogue and their packed operand's producer (im2col) along.
     for st in list(sch.stages):  # contraction rules add cache stages; those are placed by their rule
         if st.attach.kind == "root" and st not in done:
-            done |= schedule_contraction(st, lanes_of(st)) or set()
+            done |= schedule_contraction(st, lanes_of(st), target.get("threads")) or set()
     for st in list(sch.stages):  # then windows, which take their padded input along
         if st.attach.kind == "root" and st not in done:
             done |= schedule_window(st, lanes_of(st)) or set()

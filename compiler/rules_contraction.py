@@ -33,6 +33,7 @@ MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile wou
 STREAM_COLS = 2048  # most columns a vector-matrix product accumulates per block (8 KiB of float32 in L1)
 STREAM_K = 4  # rows of the matrix read per pass over a block's accumulators
 PARALLEL_MIN_TRIPS = 4  # the outermost tile loop with this many iterations runs in parallel
+MIN_BALANCE = 0.9  # below this share of busy threads on the column tiles, rows are split between threads instead
 
 
 @dataclass
@@ -144,7 +145,7 @@ def vector_registers(lanes: int, itemsize: int) -> int:
     return 32 if lanes * itemsize >= 64 else 16
 
 
-def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blocking:
+def default_blocking(c: Contraction, lanes: int, registers: int = 16, threads: int = 1) -> Blocking:
     cols = c.col.extent.value
     tiles = MICRO_TILES[registers]
     vectors, micro = next((t for t in tiles if cols % (t[0] * lanes) == 0), tiles[0])
@@ -159,10 +160,17 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16) -> Blockin
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.
     order = "row" if pack and col_block == nj and rows > row_block else "col"
+    col_tiles, row_blocks = -(-cols // col_block), -(-rows // row_block)
+    busy = col_tiles / (threads * -(-col_tiles // threads))  # the threads' share of work on the column tiles
+    if pack and threads > 1 and row_blocks < threads and busy < MIN_BALANCE \
+            and all(ax.extent.value == 1 for ax in c.outer) and rows % (threads * micro) == 0:
+        # The column tiles would run in parallel but do not split evenly (7 tiles of a 196-pixel convolution on
+        # two threads: 4 + 3); one block of rows per thread over all column tiles does.
+        return Blocking(vectors, micro, rows // threads, min(k_chunk, k), pack, "row", "first", col_block)
     return Blocking(vectors, micro, row_block, min(k_chunk, k), pack, order, col_block=col_block)
 
 
-def schedule_contraction(st: Stage, lanes: int) -> "set[Stage] | None":
+def schedule_contraction(st: Stage, lanes: int, threads: int = 1) -> "set[Stage] | None":
     """Apply the register-blocked schedule to a root stage: the stages it scheduled, or None when it does not
     match."""
     c = match(st)
@@ -174,7 +182,7 @@ def schedule_contraction(st: Stage, lanes: int) -> "set[Stage] | None":
         apply_streaming(st, c, lanes)
         return {st}
     registers = vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
-    return apply_blocking(st, c, lanes, default_blocking(c, lanes, registers))
+    return apply_blocking(st, c, lanes, default_blocking(c, lanes, registers, threads))
 
 
 def apply_streaming(st: Stage, c: Contraction, lanes: int) -> None:

@@ -4,6 +4,7 @@ multiple of the chunk, single-row products (the streaming schedule), for 16- and
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import onnx
 from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
@@ -155,3 +156,18 @@ def test_streaming_edge_guard_is_split_off_inside_each_block():
     assert guarded and len(guarded) < len(updates)
     a, b = np.ones((1, 128), np.float32), np.arange(128000, dtype=np.float32).reshape(128, 1000) / 1000
     np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_uneven_column_tiles_split_the_rows_between_threads(threads):
+    """256 rows x 196 columns: 7 column tiles would split 4 + 3 between two threads, so each thread takes one block
+    of rows over all column tiles instead; the result does not change."""
+    target = f"llvm -threads={threads}"
+    A, B, C = matmul(256, 64, 196)
+    sch = default_schedule(C, parse_target(target))
+    trace = str(sch.trace)
+    assert f"split(axis='i', factor={256 // threads})" in trace and "parallel(axis='i.outer')" in trace
+    f = ember.build(sch, [A, B, C], target=target)
+    rng = np.random.default_rng(threads)
+    a, b = rng.standard_normal((256, 64), dtype=np.float32), rng.standard_normal((64, 196), dtype=np.float32)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-3)
