@@ -38,7 +38,7 @@ def fuse(g: Graph) -> list[Partition]:
             continue
         group_of[node] = len(groups)
         groups.append([node])
-    return [_close(nodes, users, graph_outs) for nodes in groups]
+    return [close_partition(nodes, users, graph_outs) for nodes in groups]
 
 
 def _is_elementwise(node: Node) -> bool:
@@ -63,7 +63,7 @@ def _fusable_producer(node: Node, producer: dict[Value, Node], users: dict, grap
     return prod
 
 
-def _close(nodes: list[Node], users: dict[Value, list[Node]], graph_outs: set) -> Partition:
+def close_partition(nodes: list[Node], users: dict[Value, list[Node]], graph_outs: set) -> Partition:
     inside = set(nodes)
     made = {v for n in nodes for v in n.outputs}
     inputs: list[Value] = []

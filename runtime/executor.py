@@ -58,7 +58,8 @@ class CompiledModel:
         self.consts, self.temps, self.steps = consts, temps, steps
         self.output_slots, self.target, self.meta = output_slots, target, meta
         self.static = all(s.static for s in inputs + outputs + temps)
-        self.offsets, self.planned_peak_bytes = plan_memory(temps, steps) if self.static else ([], 0)
+        self.offsets, self.planned_peak_bytes = plan_memory(temps, steps, meta.get("aliases", ())) \
+            if self.static else ([], 0)
         self._local = threading.local()
         self._const_ptrs = [c.ctypes.data for c in consts]
         # Per-call work is kept to checks and pointer lists: numpy dtypes and static shapes are resolved once.
@@ -221,17 +222,27 @@ def model_class(target) -> type[CompiledModel]:
     return hook(target) if hook is not None else CompiledModel
 
 
-def plan_memory(temps: list[TensorSpec], steps: list[Step]) -> tuple[list[int], int]:
+def plan_memory(temps: list[TensorSpec], steps: list[Step], aliases: Sequence = ()) -> tuple[list[int], int]:
     """Offsets for each intermediate in one arena: greedy best-fit by size over lifetime intervals, the classic
-    static planner. Returns (offsets, peak bytes)."""
+    static planner. `aliases` ([temp, parent temp, byte offset]) are placed inside their parent (a Concat's inputs
+    written in place), which then lives from the first write of any of them. Returns (offsets, peak bytes)."""
+    parent = {int(i): (int(p), int(off)) for i, p, off in aliases}
+
+    def root(i: int) -> tuple[int, int]:
+        offset = 0
+        while i in parent:
+            i, off = parent[i]
+            offset += off
+        return i, offset
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for k, step in enumerate(steps):
         for kind, idx in step.args:
             if kind == "temp":
-                first.setdefault(idx, k)
-                last[idx] = k
-    order = sorted(range(len(temps)), key=lambda i: -_nbytes(temps[i]))
+                r = root(idx)[0]
+                first.setdefault(r, k)
+                last[r] = k
+    order = sorted((i for i in range(len(temps)) if i not in parent), key=lambda i: -_nbytes(temps[i]))
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     offsets = [0] * len(temps)
     peak = 0
@@ -247,6 +258,9 @@ def plan_memory(temps: list[TensorSpec], steps: list[Step]) -> tuple[list[int], 
         offsets[i] = offset
         placed.append((offset, size, lo, hi))
         peak = max(peak, offset + size)
+    for i in parent:
+        r, offset = root(i)
+        offsets[i] = offsets[r] + offset
     return offsets, peak
 
 

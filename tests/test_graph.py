@@ -146,6 +146,37 @@ def test_batchnorm_folds_into_conv():
     np.testing.assert_allclose(ember.compile(m)(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
+def _fire_module(batch: int):
+    """squeeze 1x1 -> (expand 1x1, expand 3x3) -> Relu each -> Concat on channels -> Relu: SqueezeNet's block."""
+    rng = np.random.default_rng(7)
+    ws, w1, w3 = (rng.standard_normal(s).astype(np.float32) * 0.3 for s in [(4, 6, 1, 1), (5, 4, 1, 1), (3, 4, 3, 3)])
+    inits = [numpy_helper.from_array(a, n) for a, n in [(ws, "ws"), (w1, "w1"), (w3, "w3")]]
+    return model([helper.make_node("Conv", ["x", "ws"], ["s"], name="squeeze"),
+                  helper.make_node("Conv", ["s", "w1"], ["e1"], name="expand1"),
+                  helper.make_node("Relu", ["e1"], ["r1"], name="relu1"),
+                  helper.make_node("Conv", ["s", "w3"], ["e3"], name="expand3", pads=[1] * 4),
+                  helper.make_node("Relu", ["e3"], ["r3"], name="relu3"),
+                  helper.make_node("Concat", ["r1", "r3"], ["c"], name="concat", axis=1),
+                  helper.make_node("Relu", ["c"], ["y"], name="out")],
+                 [vi("x", [batch, 6, 7, 9])], [vi("y", [batch, 8, 7, 9])], inits)
+
+
+@pytest.mark.parametrize("batch,in_place", [(1, True), (2, False)])
+def test_concat_inputs_are_written_in_place(batch, in_place, tmp_path):
+    """At batch 1 each channel block of the Concat is contiguous: the kernels before it write into its result and
+    no copy kernel runs (the plan survives saving and loading); at batch 2 the Concat stays a kernel."""
+    m = _fire_module(batch)
+    compiled = ember.compile(m)
+    labels = [s.label for s in compiled.steps]
+    assert any("concat" in label for label in labels) != in_place
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(8).standard_normal((batch, 6, 7, 9)).astype(np.float32)
+    expected = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(compiled(x)[0], expected, rtol=1e-4, atol=1e-5)
+    compiled.save(tmp_path / "fire.ember")
+    np.testing.assert_allclose(ember.load(tmp_path / "fire.ember")(x)[0], expected, rtol=1e-4, atol=1e-5)
+
+
 def test_memory_plan_reuses_buffers():
     compiled = ember.compile(chain_model(n=4))
     sizes = [64 * 64 * 4] * len(compiled.temps)

@@ -1,0 +1,55 @@
+"""Concatenation in place: when every input of a Concat is a contiguous block of its result (all dimensions before
+the axis are 1, as for a channel concat at batch 1) and is made by another kernel for this Concat alone, those
+kernels write straight into their slices of the result and the copy kernel disappears. The memory planner then
+places each input at its byte offset inside the result's buffer (`runtime/executor.py`, `plan_memory`)."""
+from __future__ import annotations
+
+import math
+
+from .ir import Graph, Node, Value
+from .partition import Partition, close_partition
+
+
+def inplace_concats(g: Graph, parts: list[Partition]) -> tuple[list[Partition], dict[Value, tuple[Value, int]]]:
+    """The partitions left to run and, for each value written in place, (the Concat result, byte offset)."""
+    if not _static(g):  # models with symbolic sizes allocate per value at run time: no shared buffers
+        return parts, {}
+    users, graph_values = g.consumers(), set(g.inputs) | set(g.outputs)
+    made_by = {v: p for p in parts for v in p.outputs}
+    placed: dict[Value, tuple[Value, int]] = {}
+    kept: list[Partition] = []
+    removed: set[Value] = set()
+    for part in parts:
+        node = part.nodes[0]
+        if node.op != "Concat" or not _fits(node, users, graph_values, made_by, removed):
+            kept.append(part)
+            continue
+        out, offset = node.outputs[0], 0
+        for v in node.inputs:
+            placed[v] = (out, offset)
+            offset += _nbytes(v)
+        removed.add(out)
+        if len(part.nodes) > 1:  # element-wise nodes fused after the Concat read its result from memory
+            kept.append(close_partition(part.nodes[1:], users, set(g.outputs)))
+    return kept, placed
+
+
+def _fits(node: Node, users: dict, graph_values: set, made_by: dict, removed: set) -> bool:
+    out = node.outputs[0]
+    axis = int(node.attrs.get("axis", 1)) % len(out.shape)
+    if out in graph_values or any(d != 1 for d in out.shape[:axis]):
+        return False
+    inputs = [v for v in node.inputs if v is not None]
+    if len(set(inputs)) != len(inputs) or len(inputs) != len(node.inputs):
+        return False
+    return all(v in made_by and v not in graph_values and v not in removed and users.get(v) == [node]
+               and v.dtype == out.dtype and not v.is_const for v in inputs)
+
+
+def _static(g: Graph) -> bool:
+    values = [*g.inputs, *(v for n in g.nodes for v in n.outputs)]
+    return all(isinstance(d, int) for v in values for d in v.shape)
+
+
+def _nbytes(v: Value) -> int:
+    return math.prod(v.shape) * v.dtype.itemsize
