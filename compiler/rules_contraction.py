@@ -11,6 +11,7 @@ its strided rows would otherwise conflict in the caches.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
@@ -27,6 +28,7 @@ COL_BLOCK = 128  # columns per output tile where a multiple of the micro-kernel'
 ROW_BLOCK = 256  # rows sharing one packed panel of the column operand, so it is packed (or computed) once per
 # row block: a matrix larger than the caches, such as a transformer's FFN weights, is then read from memory once,
 # and 1x1 convolutions with a pixel count no column block divides (784, 196, 49) pack their input 4x less often
+VIEW_COL_BLOCK = 256  # the most columns of a tile made of whole rows of a row-major view (224: 2 rows of 112)
 IMPLICIT_MAX_REUSE = 2  # row blocks that may each recompute an im2col panel instead of reading a stored one
 K_CHUNK = 256  # reduction chunk of a packed panel (K_CHUNK x COL_BLOCK: 128 KiB in L2)
 MIN_WORK = 1 << 16  # smaller contractions keep the generic schedule (a tile would be mostly tail)
@@ -111,10 +113,20 @@ def _row_major_view(pair: "tuple[Expr, ...]", col: Var, width: Expr) -> bool:
                and x.b.value == width.value for x, op in ((hi, "floordiv"), (lo, "mod")))
 
 
-def _computed_source(c: Contraction) -> bool:
-    """The packed operand is a stored computation (im2col) read as a plain matrix, not through a view."""
+def _computed_source(c: Contraction, col_block: int = 0) -> bool:
+    """The packed operand is a stored computation (im2col) read as a plain matrix, or through a row-major view
+    whose rows the column tiles (`col_block`) cover whole: a panel is then a block of it."""
     read = c.packable
-    return read is not None and not isinstance(read.tensor.op, PlaceholderOp) and isinstance(read.indices[-1], Var)
+    if read is None or isinstance(read.tensor.op, PlaceholderOp):
+        return False
+    width = _view_width(c)
+    return width is None or (col_block > 0 and col_block % width == 0)
+
+
+def _view_width(c: Contraction) -> "int | None":
+    """The row length W of a packed operand read as a row-major view `[.., p // W, p % W]`, else None."""
+    read = c.packable
+    return None if read is None or isinstance(read.indices[-1], Var) else read.tensor.shape[-1].value
 
 
 def _work(st: Stage) -> int:
@@ -156,6 +168,10 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16, threads: i
     k_chunk = next((d for d in range(K_CHUNK, K_CHUNK // 2 - 1, -1) if k % d == 0), K_CHUNK)
     rows, nj = c.row.extent.value, vectors * lanes
     col_block = next((w for w in range(COL_BLOCK // nj * nj, 0, -nj) if cols % w == 0), nj) if pack else nj
+    width = _view_width(c)
+    whole = math.lcm(width, nj) if pack and width is not None else 0
+    if 0 < whole <= VIEW_COL_BLOCK and cols % whole == 0 and _computed_source(c, whole):
+        col_block = whole  # tiles of whole rows of a computed view (a strided stem's im2col): a panel is a block
     row_block = min(ROW_BLOCK, -(-rows // micro) * micro) if pack else micro
     # Without column blocking, row blocks outside reuse the row operand's slice across all column tiles (and
     # split the work evenly between threads) as soon as there are two of them.
@@ -223,7 +239,8 @@ def apply_blocking(st: Stage, c: Contraction, lanes: int, b: Blocking) -> "set[S
     epilogue = find_epilogue(st)
     local = sch.cache_write(st.op.outputs[0], "local")
     panel = sch.cache_read(c.packable.tensor, "local", [sch[local]]) if pack else None
-    if panel is not None and _computed_source(c) and -(-c.row.extent.value // b.row_block) <= IMPLICIT_MAX_REUSE:
+    if panel is not None and _computed_source(c, col_block) \
+            and -(-c.row.extent.value // b.row_block) <= IMPLICIT_MAX_REUSE:
         # Implicit im2col: each panel computes its columns from the input, the column matrix is never stored.
         sch.stage_of(c.packable.tensor.op).compute_inline()
     # The write-back stage (st) now has the spatial axes only, under the same names.

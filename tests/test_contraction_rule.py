@@ -84,14 +84,34 @@ def test_convolution_column_layouts_match_numpy(c, m, hw, k, stride, pad):
         return
     model, w = _conv_model(c, m, hw, k, stride, pad)
     x = np.random.default_rng(1).standard_normal((1, c, hw, hw)).astype(np.float32)
+    np.testing.assert_allclose(ember.compile(model)(x)[0], _numpy_conv(x, w, stride, pad), rtol=1e-4, atol=1e-4)
+
+
+def _numpy_conv(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    k = w.shape[-1]
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    o = (hw + 2 * pad - k) // stride + 1
-    want = np.zeros((1, m, o, o), np.float32)
+    o = (x.shape[-1] + 2 * pad - k) // stride + 1
+    want = np.zeros((x.shape[0], w.shape[0], o, o), np.float32)
     for i in range(k):
         for j in range(k):
             patch = xp[:, :, i:i + stride * o:stride, j:j + stride * o:stride]
             want += np.einsum("nchw,mc->nmhw", patch, w[:, :, i, j])
-    np.testing.assert_allclose(ember.compile(model)(x)[0], want, rtol=1e-4, atol=1e-4)
+    return want
+
+
+@pytest.mark.parametrize("hw,k", [(64, 7), (32, 3)])
+def test_strided_stem_computes_whole_row_panels(hw, k, tmp_path, monkeypatch):
+    """A 3-channel stride-2 stem: column tiles of whole output rows, each panel computed from the padded input
+    (implicit im2col through the (tap, oh, ow) view), so no column matrix is stored."""
+    monkeypatch.setenv("EMBER_DUMP_DIR", str(tmp_path))
+    monkeypatch.setenv("EMBER_CACHE", "0")
+    model, w = _conv_model(3, 16, hw, k, 2, k // 2)
+    x = np.random.default_rng(2).standard_normal((1, 3, hw, hw)).astype(np.float32)
+    np.testing.assert_allclose(ember.compile(model)(x)[0], _numpy_conv(x, w, 2, k // 2), rtol=1e-4, atol=1e-4)
+    loops = "".join(p.read_text() for p in tmp_path.rglob("loops.txt")).splitlines()
+    stored = [ln.split("[")[1] for ln in loops if "allocate" in ln and "in global" in ln]
+    assert stored and all(s.startswith("1, 3,") for s in stored)  # only the zero-padded input is stored
+    assert any(f"local[1, {3 * k * k}, " in ln for ln in loops)  # panels of all taps, computed per tile
 
 
 def test_pointwise_convolution_packs_its_input_directly(tmp_path, monkeypatch):

@@ -120,7 +120,8 @@ def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
     for stride 1 and for strided convolutions with STRIDED_MATRIX_MIN_CHANNELS input channels or more (the
     contraction rule then computes its panels from the input, implicit im2col); for strided stems (few input
     channels, many pixels) as (n, k, oh, ow) with affine (strided, not gathered) reads of the padded input, which
-    the matmul reads as the row-major matrix it is; a 1x1 stride-1 unpadded convolution reads its input as that
+    the matmul reads as the row-major matrix it is (in tiles of whole output rows, each panel computed from the
+    padded input, where the row length allows); a 1x1 stride-1 unpadded convolution reads its input as that
     matrix directly, with no copy."""
     sizes = spatial_dims(ctx, x)
     _, c_in, m_out, _ = channels(ctx, x, w)
