@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from ..ir.expr import Const, Expr, free_vars, walk
+from ..ir.simplify import affine, simplify_index
 from ..ir.tensor import Reduce, TensorRead
 from .schedule import Stage
 
@@ -44,8 +45,24 @@ def is_row_reduction(st: Stage, lanes: int) -> bool:
         return False
     r = op.reduce_axis[0].var
     uses = [read for read in _reads(red.sources[0]) if any(r in free_vars(i) for i in read.indices)]
-    return bool(uses) and all(read.indices[-1] is r and all(r not in free_vars(i) for i in read.indices[:-1])
-                              for read in uses)
+    return bool(uses) and all(_walks_row(read, r) for read in uses)
+
+
+def _walks_row(read: TensorRead, r) -> bool:
+    """`r` indexes only trailing dims of the read, which then moves by one element per step of `r`: the last
+    index itself, or a row-major split of it over the trailing dims (a reduction over (h, w) as one axis)."""
+    first = next(k for k, i in enumerate(read.indices) if r in free_vars(i))
+    if any(r not in free_vars(i) for i in read.indices[first:]):
+        return False
+    if read.indices[-1] is r:
+        return first == len(read.indices) - 1
+    dims = read.tensor.shape[first:]
+    if not all(isinstance(d, Const) for d in dims):
+        return False
+    flat = sum((i * math.prod(d.value for d in dims[k + 1:]) for k, i in enumerate(read.indices[first:])),
+               Const(0, r.dtype))
+    form = affine(simplify_index(flat))
+    return form is not None and form[0] == {r: 1}
 
 
 def _vectorize_reduction(st: Stage, lanes: int) -> Stage:

@@ -123,6 +123,34 @@ def test_row_reduction_partials_combine_as_a_vector(combiner, n):
     np.testing.assert_allclose(f(xv), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("op,axes,keepdims", [("ReduceSum", [2, 3], 1), ("ReduceMax", [2, 3], 0),
+                                              ("ReduceSum", [1, 3], 1), ("GlobalAveragePool", None, 1)])
+def test_reductions_over_trailing_dims_are_one_vectorized_row(op, axes, keepdims, tmp_path, monkeypatch):
+    """A reduction over trailing dims (h, w) is one axis over their row-major product, so the row-reduction rule
+    vectorizes it (rfactor); a reduction over dims that are not trailing keeps one axis per dim. Both match
+    numpy on sizes that are not multiples of the vector width."""
+    x = np.random.default_rng(5).standard_normal((2, 6, 7, 13)).astype(np.float32)
+    attrs = {} if axes is None else {"keepdims": keepdims}
+    inputs = ["x"] if axes is None or op != "ReduceSum" else ["x", "axes"]
+    inits = {} if len(inputs) == 1 else {"axes": np.array(axes, np.int64)}
+    if op == "ReduceMax":
+        attrs["axes"] = axes
+    graph = helper.make_graph([helper.make_node(op, inputs, ["y"], **attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    monkeypatch.setenv("EMBER_DUMP_DIR", str(tmp_path))
+    monkeypatch.setenv("EMBER_CACHE", "0")
+    got = ember.compile(onnx.shape_inference.infer_shapes(proto))(x=x)[0]
+    reduce = {"ReduceSum": np.sum, "ReduceMax": np.max, "GlobalAveragePool": np.mean}[op]
+    want = reduce(x, axis=tuple(axes or (2, 3)), keepdims=bool(keepdims))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    schedules = "".join(f.read_text() for f in tmp_path.glob("*/schedule.txt"))
+    assert ("rfactor" in schedules) == (axes != [1, 3])
+
+
 def test_lane_reduce_pragma_on_another_loop_runs_it_serially():
     """The pragma is a hint: a loop that is not `acc = acc op f(l)` over a power-of-two count runs as written."""
     x = ember.placeholder((4, 12), "float32", name="x")

@@ -10,6 +10,7 @@ from ...ir.tensor import MATERIALIZE, Tensor, identity_element
 from ..registry import OpContext, register
 from .nn_conv import accumulator, padded
 from .nn_window import Window, kernel_attr, spatial_dims, window
+from .reduce import reduce_stage
 
 
 def pool_window(ctx: OpContext, x: Tensor) -> Window:
@@ -142,12 +143,10 @@ def lp_pool(ctx: OpContext, x: Tensor) -> Tensor:
 
 
 def global_reduce(ctx: OpContext, x: Tensor, reducer, value, name: str) -> Tensor:
-    """reducer over all spatial dims; the result keeps them as size 1."""
+    """reducer over all spatial dims (as one row where their sizes are known); the result keeps them as size 1."""
     if x.ndim < 3:
         raise ctx.error(f"input must have shape (N, C, D1, ...), got rank {x.ndim}")
-    axes = [E.reduce_axis(d, f"r{k}") for k, d in enumerate(x.shape[2:])]
-    return E.compute((x.shape[0], x.shape[1]) + (1,) * len(axes),
-                     lambda n, c, *_: reducer(value(x[(n, c, *[a.var for a in axes])]), axis=axes), name=name)
+    return reduce_stage(x, list(range(2, x.ndim)), reducer, lambda i: value(x[tuple(i)]), name, True)
 
 
 def spatial_count(x: Tensor) -> Expr:

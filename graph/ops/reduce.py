@@ -5,6 +5,8 @@ A reduction must be the whole body of a compute, so each op is a reduce stage (e
 the reduced expression) followed, where needed, by an element-wise finishing stage (mean's division, L2's sqrt)."""
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 
 from ... import ir as _ir
@@ -12,7 +14,7 @@ from ...ir.dtype import float64, int64
 from ...ir.expr import Expr, cast, const
 from ...ir.tensor import Tensor, compute, reduce_axis
 from ..registry import OpContext, register
-from .common import normalize_axes, normalize_axis
+from .common import dim_value, normalize_axes, normalize_axis
 
 Index = Sequence[Expr]
 Combiner = Callable[..., Expr]
@@ -23,8 +25,20 @@ def reduce_stage(x: Tensor, axes: Sequence[int], combiner: Combiner, elem: Calla
     """`combiner(elem(index), axes)` over `axes` of `x`; `elem` maps a full index of `x` to the reduced value.
     Reduced dims are kept as size 1 or dropped."""
     rset = set(axes)
-    raxes = {a: reduce_axis(x.shape[a], f"r{a}") for a in axes}
     shape = [1 if a in rset else d for a, d in enumerate(x.shape) if keepdims or a not in rset]
+    trailing = sorted(rset) == list(range(x.ndim - len(rset), x.ndim)) and len(rset) > 1 \
+        and all(dim_value(x.shape[a]) is not None for a in rset)
+    if trailing:  # one axis over the trailing dims, row-major: a contiguous row for the row-reduction rule
+        ext = {a: dim_value(x.shape[a]) for a in rset}
+        flat = reduce_axis(math.prod(ext.values()), "r")
+        strides = {a: math.prod(ext[b] for b in rset if b > a) for a in rset}
+        reduced = {a: (flat.var // strides[a]) % ext[a] if a != min(rset) else flat.var // strides[a]
+                   for a in rset}
+        raxes = [flat]
+    else:
+        per_axis = {a: reduce_axis(x.shape[a], f"r{a}") for a in axes}
+        reduced = {a: iv.var for a, iv in per_axis.items()}
+        raxes = [per_axis[a] for a in axes]
 
     def body(*i: Expr) -> Expr:
         it = iter(i)
@@ -33,10 +47,10 @@ def reduce_stage(x: Tensor, axes: Sequence[int], combiner: Combiner, elem: Calla
             if a in rset:
                 if keepdims:
                     next(it)
-                index.append(raxes[a].var)
+                index.append(reduced[a])
             else:
                 index.append(next(it))
-        return combiner(elem(index), axis=[raxes[a] for a in axes])
+        return combiner(elem(index), axis=raxes)
 
     return compute(shape, body, name=name)
 
