@@ -5,12 +5,14 @@ import logging
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from ..ir.printer import tensor_ir_str
 from ..ir.structural import structural_key, topo_ops
 from ..ir.tensor import PlaceholderOp, Tensor
+from .default_schedule import default_schedule
 from .lower import check_args
 from .pipeline import lower_to_loops, schedule_for
 from .schedule import Schedule, ScheduleError
@@ -31,18 +33,31 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
 
     `args` lists the kernel's arrays in call order: inputs (placeholders) and outputs (computed tensors). Without
     it, the inputs in definition order followed by the outputs are used. Bare tensors take a tuned schedule from
-    the tuning database when it has one (`tuning_db`: a file, False for none, None for the configured one).
+    the tuning database when it has one (`tuning_db`: a file, False for none, None for the configured one);
+    a tuned record that no longer compiles is skipped with a warning.
     """
+    tgt = parse_target(target)
+    from ..tune.database import selected
+    with selected(tuning_db):
+        sch = schedule_for(schedule, tgt)
+    if sch.tuned_from is None:
+        return _build(sch, args, tgt, name)
+    try:
+        return _build(sch, args, tgt, name)
+    except ValueError as err:  # a stale record whose trace replays but no longer lowers or compiles
+        from ..tune.lookup import TunedRecordWarning
+        warnings.warn(f"tuning database {sch.tuned_from}: the tuned schedule of kernel {name!r} does not compile "
+                      f"({err}); using the default schedule", TunedRecordWarning, stacklevel=2)
+        return _build(default_schedule(schedule, tgt), args, tgt, name)
+
+
+def _build(sch: Schedule, args: "Sequence[Tensor] | None", tgt: Target, name: str):
     from ..codegen import get_backend
     from ..runtime.artifact import ArtifactError, pack, unpack
     from ..runtime.cache import default_cache
     from ..runtime.keys import cache_key
     from ..runtime.kernel import Kernel, Param
 
-    tgt = parse_target(target)
-    from ..tune.database import selected
-    with selected(tuning_db):
-        sch = schedule_for(schedule, tgt)
     arg_list = _default_args(sch) if args is None else [sch.resolve(t) for t in args]
     for t in arg_list:
         if not isinstance(t, Tensor):

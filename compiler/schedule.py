@@ -367,6 +367,7 @@ class Schedule:
         self.outputs: list[Tensor] = outs
         self.original_outputs = list(outs)
         self.trace = Trace()
+        self.tuned_from: "str | None" = None  # the tuning database this schedule was replayed from
         self.tensor_map: dict[Tensor, Tensor] = {}
         self.stages: list[Stage] = []
         used: set[str] = set()

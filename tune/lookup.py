@@ -77,8 +77,10 @@ def tuned_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> "Sch
     if rec is None:
         return None
     try:
-        return from_trace(outs, rec["trace_json"])
+        sch = from_trace(outs, rec["trace_json"])
     except ScheduleError as err:
         warnings.warn(f"tuning database {db.path}: the tuned schedule of {rec.get('task', 'a kernel')!r} no longer "
                       f"applies ({err}); using the default schedule", TunedRecordWarning, stacklevel=4)
         return None
+    sch.tuned_from = str(db.path)
+    return sch

@@ -152,6 +152,21 @@ def test_a_stale_record_falls_back_to_the_default(db: Path) -> None:
     assert kernel.source("schedule") == str(default_schedule(softmax()[0], LLVM).trace)
 
 
+def test_a_record_that_replays_but_does_not_compile_falls_back(db: Path) -> None:
+    """A trace that still replays onto the workload but no longer compiles for the target (here a GPU thread
+    binding on the CPU) costs a warning, not the build: the default schedule is used."""
+    outs, _ = softmax()
+    unbuildable = json.dumps({"version": 1, "instructions": [{"kind": "bind", "stage": "Y",
+                                                              "args": {"axis": "j", "tag": "threadIdx.x"}}]})
+    open_db(db).record("best", workload_key(outs), LLVM.canonical(), task="s", trace_json=unbuildable,
+                       status="ok", time_s=1e-6)
+    with using(db), pytest.warns(TunedRecordWarning, match="does not compile"):
+        kernel = ember.build(*softmax())
+    assert kernel.source("schedule") == str(default_schedule(softmax()[0], LLVM).trace)
+    x = np.random.default_rng(4).standard_normal((8, 40)).astype(np.float32)
+    np.testing.assert_allclose(kernel(x), softmax_ref(x), rtol=1e-5, atol=1e-6)
+
+
 def test_crashing_hanging_and_wrong_candidates_are_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     outs, args = softmax()
     traces = [default_schedule(outs, LLVM).trace.to_json()]
