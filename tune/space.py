@@ -182,19 +182,20 @@ class Space:
         """The schedule these decisions describe; ScheduleError when they do not make a legal one."""
         sch = Schedule(self.outputs)
         inline_elementwise(sch)
-        for name in reversed(self.roots):  # consumers first, so producers can be placed in their loops
-            st = sch[name]
-            if st.attach.kind == "inline":  # taken into a contraction's packed panel (implicit im2col)
-                continue
+        taken: set[str] = set()  # stages a contraction's rule scheduled along with it (its epilogue)
+        for name in self.roots:  # contractions first, as the default rules do: the epilogue becomes their tile
             if name in self.blocked and d.get(f"{name}:mode", "blocked") == "blocked":
-                self._apply_blocked(sch, st, d)
-            else:
-                if d.get(f"{name}:rfactor", 0):
-                    self._apply_rfactor(sch, st, d[f"{name}:rfactor"])
-                self._apply_generic(st, d)
+                taken |= {st.name for st in self._apply_blocked(sch, sch[name], d)}
+        for name in reversed(self.roots):  # then consumers first, so producers can be placed in their loops
+            st = sch[name]
+            if st.attach.kind == "inline" or name in taken:  # inline: taken into a packed panel (implicit im2col)
+                continue
+            if d.get(f"{name}:rfactor", 0):
+                self._apply_rfactor(sch, st, d[f"{name}:rfactor"])
+            self._apply_generic(st, d)
         for name in self.roots:
             at = d.get(f"{name}:at", "root")
-            if at != "root" and sch[name].attach.kind != "inline":
+            if at != "root" and sch[name].attach.kind != "inline" and name not in taken:
                 st = sch[name]
                 parent = sch.consumers(st)[0]
                 # Loops outside the consumer's vector loop can host it; a position past them means the innermost.
@@ -267,7 +268,7 @@ class Space:
             rf.unroll(vo)
         rf.vectorize(vi)
 
-    def _apply_blocked(self, sch: Schedule, st: Stage, d: Decisions) -> None:
+    def _apply_blocked(self, sch: Schedule, st: Stage, d: Decisions) -> "set[Stage]":
         """The register-blocked contraction schedule (compiler/rules_contraction.py) with its constants as knobs."""
         s = st.name
         lanes = vector_lanes(self.target, st.op.outputs[0].dtype.itemsize)
@@ -278,7 +279,7 @@ class Space:
         rows = _ext(c.row) or 1
         pack = bool(d.get(f"{s}:pack", True)) and c.packable is not None and rows >= 2 * micro
         k = _ext(c.reduce[0]) or 1
-        apply_blocking(st, c, lanes, Blocking(vectors, micro, micro * d.get(f"{s}:row_block", 1),
-                                              min(d.get(f"{s}:k_chunk", 256), k), pack,
-                                              d.get(f"{s}:order", "col"), d.get(f"{s}:bparallel", "first"),
-                                              vectors * lanes * d.get(f"{s}:col_block", 1)))
+        return apply_blocking(st, c, lanes, Blocking(vectors, micro, micro * d.get(f"{s}:row_block", 1),
+                                                     min(d.get(f"{s}:k_chunk", 256), k), pack,
+                                                     d.get(f"{s}:order", "col"), d.get(f"{s}:bparallel", "first"),
+                                                     vectors * lanes * d.get(f"{s}:col_block", 1)))

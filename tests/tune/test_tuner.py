@@ -216,6 +216,34 @@ def test_space_candidates_are_legal_or_rejected_and_correct(seed: int) -> None:
     np.testing.assert_allclose(got, softmax_ref(x), rtol=1e-5, atol=1e-6)
 
 
+def matmul_relu(m: int = 64, k: int = 48, n: int = 80):
+    a, b = ember.placeholder((m, k), name="A"), ember.placeholder((k, n), name="B")
+    r = ember.reduce_axis(k, "r")
+    c = ember.compute((m, n), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="C")
+    y = ember.compute((m, n), lambda i, j: ember.maximum(c[i, j], 0.0), name="Y")
+    return [y], [a, b, y]
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_blocked_candidates_keep_the_epilogue_fused(seed: int) -> None:
+    """Candidates with the register-blocked contraction make its element-wise reader the tile's write-back, as
+    the default schedule does (so tuning can match the default), and compute the right result."""
+    outs, args = matmul_relu()
+    space = Space(outs, args, LLVM)
+    d = space.random(random.Random(seed)) if seed else space.default_decisions()
+    try:
+        sch = space.apply(d)
+    except ScheduleError:
+        return
+    if d.get("C:mode", "blocked") == "blocked":
+        assert "s['C'].compute_inline()" in str(sch.trace) and "compute_at(parent='Y'" in str(sch.trace)
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((64, 48), dtype=np.float32), rng.standard_normal((48, 80), dtype=np.float32)
+    got = ember.build(sch, args)(a, b)
+    np.testing.assert_allclose(got, np.maximum(a @ b, 0), rtol=1e-4, atol=1e-4)
+
+
 def test_cost_model_ranks_by_what_it_learned() -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 4, size=(60, 3))
