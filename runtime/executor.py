@@ -147,21 +147,23 @@ class CompiledModel:
 
     def _execute(self, arrays: list) -> list:
         if self.static:
-            sizes: dict[str, int] = {}
             temps, temp_ptrs = self._arena()
             outs = [self._empty(shape, dtype) for dtype, shape in self._out_np]
+            given = {"input": [self._address(a) for a in arrays], "output": [self._address(o) for o in outs]}
+            for launch, fixed, holes in self._plan(temp_ptrs):
+                args = fixed.copy()
+                for pos, kind, k in holes:
+                    args[pos] = given[kind][k]
+                launch(args, [])
         else:
             sizes = self._sizes(arrays)
             temps = [self._empty(_concrete(t.shape, sizes), t.dtype.numpy) for t in self.temps]
-            temp_ptrs = [self._address(t) for t in temps]
             outs = [self._empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
-        ptrs = {"input": [self._address(a) for a in arrays], "output": [self._address(o) for o in outs],
-                "const": self._const_addresses(), "temp": temp_ptrs}
-        for step in self.steps:
-            size_args = [sizes[v.name] for v in step.kernel.size_vars] if step.kernel.size_vars else []
-            if step.kernel.size_vars and not sizes:
-                raise ExecutionError(f"kernel {step.kernel.name} has symbolic sizes in a static model")
-            step.kernel._launch([ptrs[kind][k] for kind, k in step.args], size_args)
+            ptrs = {"input": [self._address(a) for a in arrays], "output": [self._address(o) for o in outs],
+                    "const": self._const_addresses(), "temp": [self._address(t) for t in temps]}
+            for step in self.steps:
+                size_args = [sizes[v.name] for v in step.kernel.size_vars] if step.kernel.size_vars else []
+                step.kernel._launch([ptrs[kind][k] for kind, k in step.args], size_args)
         result = []
         for kind, k in self.output_slots:
             if kind == "output":
@@ -194,6 +196,23 @@ class CompiledModel:
 
     def _const_arrays(self) -> list:
         return self.consts
+
+    def _plan(self, temp_ptrs: list[int]) -> list[tuple[Any, list[int], list[tuple[int, str, int]]]]:
+        """This thread's launches of a static model, made on its first call: per step the kernel's launcher, its
+        arguments with the constants' and intermediates' addresses filled in, and the positions that take this
+        call's inputs and outputs (the per-call work is then a list copy and a few stores per kernel)."""
+        plan = getattr(self._local, "plan", None)
+        if plan is None:
+            fixed = {"const": self._const_addresses(), "temp": temp_ptrs}
+            plan = []
+            for step in self.steps:
+                if step.kernel.size_vars:
+                    raise ExecutionError(f"kernel {step.kernel.name} has symbolic sizes in a static model")
+                args = [fixed[kind][k] if kind in fixed else 0 for kind, k in step.args]
+                holes = [(pos, kind, k) for pos, (kind, k) in enumerate(step.args) if kind not in fixed]
+                plan.append((step.kernel._launch, args, holes))
+            self._local.plan = plan
+        return plan
 
     def _new_arena(self, nbytes: int) -> tuple[Any, int]:
         """Raw memory of `nbytes` and the offset at which it is ALIGN-aligned."""
