@@ -11,6 +11,11 @@ from typing import Callable
 
 
 def measure(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_time: float = 0.0) -> dict:
+    return _summary(_samples(fn, repeats, warmup, min_time))
+
+
+def _samples(fn: Callable[[], object], repeats: int, warmup: int, min_time: float) -> list[float]:
+    """Times of `fn` after `warmup` calls: at least `repeats` of them and `min_time` seconds' worth."""
     for _ in range(warmup):
         fn()
     times = []
@@ -19,6 +24,10 @@ def measure(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, min_ti
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    return times
+
+
+def _summary(times: list[float]) -> dict:
     return {"median": statistics.median(times), "min": min(times), "runs": len(times)}
 
 
@@ -31,13 +40,8 @@ def measure_interleaved(fns: list[Callable[[], object]], budget: float, rounds: 
     for _ in range(rounds):
         for fn, out in zip(fns, samples):
             time.sleep(pause)
-            fn()
-            start = time.perf_counter()
-            while len(out) < 3 or time.perf_counter() - start < budget / rounds:
-                t0 = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - t0)
-    return [{"median": statistics.median(t), "min": min(t), "runs": len(t)} for t in samples]
+            out.extend(_samples(fn, max(3 - len(out), 0), 1, budget / rounds))
+    return [_summary(t) for t in samples]
 
 
 def machine() -> dict:

@@ -40,11 +40,11 @@ def build(schedule: "Schedule | Tensor | Sequence[Tensor]", args: "Sequence[Tens
     from ..tune.database import selected
     with selected(tuning_db):
         sch = schedule_for(schedule, tgt)
-    if sch.tuned_from is None:
-        return _build(sch, args, tgt, name)
     try:
         return _build(sch, args, tgt, name)
-    except ValueError as err:  # a stale record whose trace replays but no longer lowers or compiles
+    except ValueError as err:  # a stale tuned record whose trace replays but no longer lowers or compiles
+        if sch.tuned_from is None:
+            raise
         from ..tune.lookup import TunedRecordWarning
         warnings.warn(f"tuning database {sch.tuned_from}: the tuned schedule of kernel {name!r} does not compile "
                       f"({err}); using the default schedule", TunedRecordWarning, stacklevel=2)

@@ -140,7 +140,7 @@ def schedule_window(st: Stage, lanes: int) -> "set[Stage] | None":
     if pad is not None and outer_acc:
         # The zero-padded copy of the input, block by block (a few rows) instead of a whole extra pass over memory.
         pad.compute_at(acc, outer_acc[-1])
-        p_vec, p_lane = pad.split(pad.leaf[-1], lanes)
+        _, p_lane = pad.split(pad.leaf[-1], lanes)
         pad.vectorize(p_lane)
         done.add(pad)
     return done

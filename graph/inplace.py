@@ -39,11 +39,10 @@ def _fits(node: Node, users: dict, graph_values: set, made_by: dict, removed: se
     axis = int(node.attrs.get("axis", 1)) % len(out.shape)
     if out in graph_values or any(d != 1 for d in out.shape[:axis]):
         return False
-    inputs = [v for v in node.inputs if v is not None]
-    if len(set(inputs)) != len(inputs) or len(inputs) != len(node.inputs):
+    if None in node.inputs or len(set(node.inputs)) != len(node.inputs):
         return False
     return all(v in made_by and v not in graph_values and v not in removed and users.get(v) == [node]
-               and v.dtype == out.dtype and not v.is_const for v in inputs)
+               and v.dtype == out.dtype and not v.is_const for v in node.inputs)
 
 
 def _static(g: Graph) -> bool:
