@@ -2,6 +2,8 @@
 read exactly the elements the lanes need; larger strides and masked tails keep gathers. Results never change."""
 from __future__ import annotations
 
+import re
+
 import ember
 import numpy as np
 import pytest
@@ -62,3 +64,39 @@ def test_only_outputs_larger_than_a_cache_bypass_it(mib, streamed):
     assert ("!nontemporal" in f.source("llvm")) == streamed
     x = np.arange(n, dtype=np.float32)
     np.testing.assert_array_equal(f(x), x * 2)
+
+
+@settings(max_examples=12, deadline=None)
+@given(width=st.integers(1, 23), rows=st.integers(1, 9), pad=st.integers(0, 2), lanes=st.sampled_from([4, 8, 16]))
+def test_window_gathers_compute_their_indices_on_32_bit_lanes(width, rows, pad, lanes):
+    """An im2col-like read `x[2 * (p // w) - pad, 2 * (p % w) - pad]` (zero outside) is a gather whose index and
+    border tests need a vector division; on int32 lanes (the loop ranges prove they fit) that is a multiply-high,
+    on int64 lanes 16 scalar divisions. Results never change, negative offsets included."""
+    h, w = 2 * rows + 1, 2 * width + 1
+    X = ember.placeholder((h, w), "float32", "X")
+
+    def read(p):
+        r, c = (p // width) * 2 - pad, (p % width) * 2 - pad
+        inside = (r >= 0) & (c >= 0)
+        return ember.select(inside, X[ember.maximum(r, 0), ember.maximum(c, 0)], 0.0)
+    Y = ember.compute((rows * width,), read, name="Y")
+    sch = ember.create_schedule(Y)
+    _, inner = sch[Y].split("p", lanes)
+    sch[Y].vectorize(inner)
+    f = ember.build(sch, [X, Y])
+    if width > 2:  # narrower rows are read with small strides, not gathers
+        assert re.search(f"getelementptr float, ptr %\"[^\"]+\", <{lanes} x i32>", f.source("llvm"))
+        assert f"<{lanes} x i64>" not in f.source("llvm")
+    x = np.arange(h * w, dtype="f4").reshape(h, w) + 1
+    padded = np.pad(x, ((pad, 0), (pad, 0)))
+    np.testing.assert_array_equal(f(x), padded[0:2 * rows:2, 0:2 * width:2].reshape(-1))
+
+
+def test_index_ranges_that_leave_int32_stay_64_bit():
+    from ember.codegen.llvm.narrow import int_range
+    from ember.ir.dtype import INDEX
+    from ember.ir.expr import Var
+    i, n = Var("i", INDEX), Var("n", INDEX)
+    assert int_range((i // 28) * 112 + i % 28 - 57, {i: (0, 783)}) == (-57, 2994)
+    assert int_range(i * 4096 * 1024, {i: (0, 783)}) is None  # the product passes 2**31
+    assert int_range(i + n, {i: (0, 7)}) is None  # a size variable has no known range

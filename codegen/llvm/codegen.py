@@ -11,6 +11,7 @@ from ...ir.expr import Expr, Var, free_vars
 from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store, walk_stmts
 from ...ir.expr import Binary, walk
 from .exprs import CodegenError, ExprEmitter
+from .narrow import int_range
 from .types import I1, I32, I64, PTR, VOID, compute_type, storage_type
 
 ENTRY = "ember_kernel"
@@ -28,6 +29,7 @@ class LLVMCodegen(ExprEmitter):
         self.module = ir.Module(name=func.name)
         self.module.triple = triple
         self.env, self.bufs = {}, {}
+        self.ranges = {}
         self.lanes = None
         self.lane_var = None
         self.mask = None
@@ -107,7 +109,7 @@ class LLVMCodegen(ExprEmitter):
                 bld.call(fn, [raw, ptr, ir.Constant(I32, align), self.mask])
             return
         if kind != "gather":  # strided: loads use shuffles of contiguous vectors, stores scatter
-            idx = self.emit(s.index)
+            idx = self.emit_index(s.index)
         ptrs = self._pointer_vector(base, idx, st)
         mask = self.mask if self.mask is not None else ir.Constant(ir.VectorType(I1, self.lanes), [1] * self.lanes)
         fn = self.intrinsic("llvm.masked.scatter", ir.VoidType(), [raw.type, ptrs.type, I32, mask.type],
@@ -188,6 +190,11 @@ class LLVMCodegen(ExprEmitter):
     # ---- loops ----------------------------------------------------------------------------------------------------
     def loop(self, s: For) -> None:
         kind = s.kind
+        extent = int_range(s.extent, self.ranges)
+        if extent is not None and extent[1] >= 1:
+            self.ranges[s.var] = (0, extent[1] - 1)
+        else:
+            self.ranges.pop(s.var, None)
         if kind == "thread":
             raise CodegenError(f"loop {s.var.name!r} is bound to {s.thread_tag}; the llvm target has no GPU threads")
         if kind == "vectorized":

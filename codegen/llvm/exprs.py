@@ -12,6 +12,7 @@ from ...ir.dtype import DType, INDEX
 from ...ir.expr import Binary, Call, Cast, Const, Expr, Select, Var, free_vars, substitute, walk
 from ...ir.loops import Buffer, Load
 from ...ir.simplify import coefficient, simplify_index
+from .narrow import narrowable
 from .vmath import VECTOR_MATH, fast_path, vector_exp
 from .types import F16, F32, F64, I1, I8, I32, I64, PTR, compute_type, mangle, storage_type, vector_of
 
@@ -39,6 +40,8 @@ class ExprEmitter:
     lane_var: "Var | None"
     mask: "ir.Value | None"
     fastmath: tuple
+    ranges: dict  # loop variable -> inclusive (lo, hi) where its loop's extent is bounded
+    narrow: bool = False  # emitting a varying index expression on int32 lanes
 
     # ---- helpers --------------------------------------------------------------------------------------------------
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type], overloads: list[ir.Type]) -> ir.Function:
@@ -93,15 +96,19 @@ class ExprEmitter:
     # ---- expressions ----------------------------------------------------------------------------------------------
     def emit(self, e: Expr) -> ir.Value:
         if isinstance(e, Const):
-            return self.const(e.value, e.dtype)
+            return ir.Constant(I32, e.value) if self.narrow else self.const(e.value, e.dtype)
         if isinstance(e, Var):
             if e not in self.env:
                 raise CodegenError(f"variable {e.name!r} is used outside the loop that defines it")
-            return self.env[e]
+            v = self.env[e]
+            return self._narrowed(v) if self.narrow else v
         if isinstance(e, Load):
             return self.load(e.buffer, e.index)
         if isinstance(e, Binary):
-            return self.binary(e)
+            v = self.emit_index(e)
+            if not self.narrow and self.is_vec(v) and v.type.element == I32 and e.dtype == INDEX:
+                return self.builder.sext(v, vector_of(I64, v.type.count))
+            return v
         if isinstance(e, Cast):
             return self.cast(self.emit(e.value), e.value.dtype, e.dtype)
         if isinstance(e, Call):
@@ -109,6 +116,24 @@ class ExprEmitter:
         if isinstance(e, Select):
             return self.select(e)
         raise CodegenError(f"cannot generate code for {type(e).__name__} `{e}` (was the tensor IR lowered?)")
+
+    def emit_index(self, e: Expr) -> ir.Value:
+        """`e`, on int32 lanes where it is a varying 64-bit index computation that provably fits (see narrow.py)."""
+        if not isinstance(e, Binary):
+            return self.emit(e)
+        if self.narrow or self.lane_var is None or not self.varies(e) or not narrowable(e, self.ranges):
+            return self.binary(e)
+        self.narrow = True
+        try:
+            return self.binary(e)
+        finally:
+            self.narrow = False
+
+    def _narrowed(self, v: ir.Value) -> ir.Value:
+        lanes = v.type.count if self.is_vec(v) else None
+        if lanes is not None and isinstance(v, ir.Constant):  # a lane index vector
+            return ir.Constant(ir.VectorType(I32, lanes), [c.constant for c in v.constant])
+        return self.builder.trunc(v, vector_of(I32, lanes))
 
     def binary(self, e: Binary) -> ir.Value:
         a, b = self.unify(self.emit(e.a), self.emit(e.b))
@@ -357,7 +382,7 @@ class ExprEmitter:
                 return ("contiguous" if coef == 1 else f"stride{coef}"), self.emit(base)
             finally:
                 self.lane_var = saved
-        return "gather", self.emit(index)
+        return "gather", self.emit_index(index)
 
     def _ptr(self, buf: Buffer) -> ir.Value:
         try:
@@ -430,13 +455,10 @@ class ExprEmitter:
         return self.builder.call(fn, [mask])
 
     def _pointer_vector(self, base: ir.Value, idx: ir.Value, st: ir.Type) -> ir.Value:
-        bld = self.builder
-        lanes = idx.type.count
-        out = ir.Constant(ir.VectorType(PTR, lanes), ir.Undefined)
-        for lane in range(lanes):
-            i = bld.extract_element(idx, ir.Constant(I32, lane))
-            out = bld.insert_element(out, bld.gep(base, [i], source_etype=st), ir.Constant(I32, lane))
-        return out
+        """One vector GEP, which x86 lowers to a gather with base + scaled (32-bit where narrowed) offsets."""
+        ptrs = self.builder.gep(base, [idx], source_etype=st)
+        ptrs.type = ir.VectorType(PTR, idx.type.count)  # llvmlite types every GEP as a scalar pointer
+        return ptrs
 
     def _from_storage(self, raw: ir.Value, dt: DType) -> ir.Value:
         lanes = raw.type.count if self.is_vec(raw) else None
