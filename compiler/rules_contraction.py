@@ -47,6 +47,7 @@ class Contraction:
     outer: list[Axis]
     reduce: list[Axis]
     packable: "TensorRead | None"  # the column operand, when it can be copied into a panel
+    blocked: bool = False  # the column operand is an input whose rows are exactly the column extent: a panel already
 
 
 def _strip(e: Expr) -> Expr:
@@ -87,8 +88,15 @@ def match(st: Stage) -> "Contraction | None":
     row, col = var_of[rows[-1]], spatial[-1]
     outer = [ax for ax in spatial if ax is not row and ax is not col]
     reduce = st.root_axes[len(op.axis):]
-    packable = col_operand if _plain_input_read(col_operand, col_iv) and len(reduce) == 1 else None
-    return Contraction(row, col, outer, list(reduce), packable)
+    plain = _plain_input_read(col_operand, col_iv)
+    packable = col_operand if plain and len(reduce) == 1 else None
+    blocked = plain and isinstance(col_operand.tensor.op, PlaceholderOp) and col_operand.indices[-1] is col_iv \
+        and _same_value(col_operand.tensor.shape[-1], col.extent)
+    return Contraction(row, col, outer, list(reduce), packable, blocked)
+
+
+def _same_value(a: Expr, b: Expr) -> bool:
+    return isinstance(a, Const) and isinstance(b, Const) and a.value == b.value
 
 
 def _plain_input_read(e: Expr, col: Var) -> bool:
@@ -162,7 +170,9 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16, threads: i
     tiles = MICRO_TILES[registers]
     vectors, micro = next((t for t in tiles if cols % (t[0] * lanes) == 0), tiles[0])
     micro = min(micro, c.row.extent.value)  # a matrix-vector product computes no padding rows
-    pack = c.row.extent.value >= 2 * micro
+    if c.packable is None and c.blocked and micro > 2:  # no panel to share: the row count that pads least
+        micro = min(range(micro, micro // 2, -1), key=lambda r: (-(-c.row.extent.value // r) * r, -r))
+    pack = c.row.extent.value >= 2 * micro and c.packable is not None
     k = c.reduce[0].extent.value if c.reduce and isinstance(c.reduce[0].extent, Const) else K_CHUNK
     # A chunk that divides the reduction leaves no guarded last chunk (which costs the micro-kernel its registers).
     k_chunk = next((d for d in range(K_CHUNK, K_CHUNK // 2 - 1, -1) if k % d == 0), K_CHUNK)
@@ -191,14 +201,33 @@ def schedule_contraction(st: Stage, lanes: int, threads: int = 1) -> "set[Stage]
     match."""
     c = match(st)
     # Direct convolutions match too, but measured no faster than the generic schedule (their column operand
-    # cannot be packed and short output rows leave masked tails), so only packable (matmul-like) stages take it.
-    if c is None or c.packable is None or _work(st) < MIN_WORK or c.col.extent.value < lanes:
+    # cannot be packed and short output rows leave masked tails), so only packable (matmul-like) stages and
+    # channel-blocked convolutions (whose weight rows are already panels) take it.
+    if c is None or (c.packable is None and not c.blocked) or _work(st) < MIN_WORK or c.col.extent.value < lanes:
         return None
     if c.row.extent.value == 1 and len(c.reduce) == 1:
         apply_streaming(st, c, lanes)
         return {st}
     registers = vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
-    return apply_blocking(st, c, lanes, default_blocking(c, lanes, registers, threads))
+    done = apply_blocking(st, c, lanes, default_blocking(c, lanes, registers, threads))
+    return done | schedule_channel_view(st, lanes) if c.blocked and c.packable is None else done
+
+
+def schedule_channel_view(st: Stage, lanes: int) -> "set[Stage]":
+    """The reader that puts a channel-blocked convolution's (n, m // B, pixel, m % B) back in (n, m, oh, ow)
+    order (with its bias and activation): vectors along the flattened pixels, which its output stores
+    contiguously (7x7 and 14x14 rows are shorter than a vector, so unflattened it stayed scalar), channels in
+    parallel. The stages scheduled (none when the reader is not such a plain element-wise stage)."""
+    readers = st.schedule.consumers(st, through_inlined=True)
+    host = readers[0] if len(readers) == 1 else None
+    if host is None or host.attach.kind != "root" or host.relations or host.op.reduce_axis \
+            or len(host.leaf) != 4 or any(a.loop != "serial" for a in host.leaf):
+        return set()
+    n, m, h, w = host.leaf
+    _, vec = host.split(host.fuse(h, w), lanes)
+    host.parallel(host.fuse(n, m))
+    host.vectorize(vec)
+    return {host}
 
 
 def apply_streaming(st: Stage, c: Contraction, lanes: int) -> None:

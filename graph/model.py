@@ -21,7 +21,7 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
                   ) -> CompiledModel:
     tgt = parse_target(target)
     start = time.perf_counter()
-    g = optimize(g)
+    g = optimize(g, tgt.kind)
     parts, placed = inplace_concats(g, fuse(g))
     slots: dict[Value, Slot] = {}
     for k, v in enumerate(g.inputs):

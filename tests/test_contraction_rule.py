@@ -115,10 +115,11 @@ def test_strided_stem_computes_whole_row_panels(hw, k, tmp_path, monkeypatch):
 
 
 def test_pointwise_convolution_packs_its_input_directly(tmp_path, monkeypatch):
-    """A 1x1 stride-1 convolution copies nothing into a column matrix: the packed panel reads the input."""
+    """A 1x1 stride-1 convolution over many pixels copies nothing into a column matrix: the packed panel reads
+    the input."""
     monkeypatch.setenv("EMBER_DUMP_DIR", str(tmp_path))
     monkeypatch.setenv("EMBER_CACHE", "0")
-    model, _ = _conv_model(64, 64, 14, 1, 1, 0)
+    model, _ = _conv_model(64, 64, 28, 1, 1, 0)
     ember.compile(model)
     loops = "".join(p.read_text() for p in tmp_path.rglob("loops.txt"))
     assert "_col" not in loops and "in0.local[" in loops

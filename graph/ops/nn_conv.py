@@ -94,6 +94,8 @@ def conv(ctx: OpContext, x: Tensor, w: Tensor, b: "Tensor | None" = None) -> Ten
     if not x.dtype.is_float or w.dtype != x.dtype:
         raise ctx.error(f"Conv needs float input and weight of one dtype, got {x.dtype} and {w.dtype}")
     acc = accumulator(x.dtype)
+    if ctx.attr(OUTPUT_BLOCK_ATTR, 0):
+        return add_bias(ctx, conv_channel_blocked(ctx, x, w), b, x.dtype)
     if _as_matmul(ctx, x, w):
         return add_bias(ctx, conv_as_matmul(ctx, x, w), b, x.dtype)
     final = b is None and acc == x.dtype
@@ -152,6 +154,31 @@ def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
         E.cast(acc, w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)])
         * E.cast(acc, read(b, kk.var, p)), axis=kk), name=ctx.name("_mm"))
     return E.compute((n, m_out, oh, ow), lambda b, m, i, j: prod[b, m, i * ow + j], name=ctx.name("_acc"))
+
+
+OUTPUT_BLOCK_ATTR = "ember_output_block"  # set by graph.rewrites.block_conv_weights on the Conv it rewrote
+
+
+def conv_channel_blocked(ctx: OpContext, x: Tensor, wb: Tensor) -> Tensor:
+    """A convolution whose constant weight was laid out once as (m // B, c, kh, kw, m % B) (B output channels
+    per block, graph.rewrites.block_conv_weights): out[n, mo, pixel, mi] sums the padded input's tap times one
+    contiguous row of B weights, so the contraction's vectors run along output channels and each pixel is one
+    broadcast of the input. No pixel count then wastes vector lanes (7x7 = 49 pixels fill 4 vectors of 16 only
+    77%), strided convolutions read their input with no im2col copy, and the weight needs no packing per call.
+    A view puts the channels back in NCHW order."""
+    sizes = spatial_dims(ctx, x)
+    blocks, c_in, kh, kw, block = as_int_dims(ctx, wb.shape, "blocked weight shape")
+    win = window(ctx, sizes, kernel_attr(ctx, 2, (kh, kw)))
+    oh, ow = win.out
+    tap = padded(ctx, lambda i: x[tuple(i)], x.shape[:2], win, 0)
+    rc, ry, rx = E.reduce_axis(c_in, "rc"), E.reduce_axis(kh, "ry"), E.reduce_axis(kw, "rx")
+    acc = accumulator(x.dtype)
+    prod = E.compute((x.shape[0], blocks, oh * ow, block), lambda n, mo, p, mi: E.sum(
+        E.cast(acc, tap((n, rc.var), (p // ow, p % ow), (ry.var, rx.var)))
+        * E.cast(acc, wb[mo, rc.var, ry.var, rx.var, mi]), axis=[rc, ry, rx]), name=ctx.name("_blk"))
+    return E.compute((x.shape[0], blocks * block, oh, ow), lambda n, m, i, j: prod[n, m // block, i * ow + j,
+                                                                                   m % block],
+                     name=ctx.name("_acc"))
 
 
 def zero_point(ctx: OpContext, zp: "Tensor | None", data: Tensor, per_channel: int, what: str) -> Callable:
