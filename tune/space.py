@@ -93,7 +93,7 @@ class Space:
         spatial = [a for a in st.leaf if a.kind == "spatial"]
         reduce = [a for a in st.leaf if a.kind == "reduce"]
         c = match(st)
-        if c is not None and c.packable is not None and _ext(c.col) and _ext(c.col) >= lanes:
+        if c is not None and (c.packable is not None or c.blocked) and _ext(c.col) and _ext(c.col) >= lanes:
             self.blocked.add(s)
             rows, k = _ext(c.row) or 1, _ext(c.reduce[0]) or 1
             self._add(f"{s}:mode", ("blocked", "generic"))
