@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,11 +31,11 @@ from ember.frontend.onnx_import import import_checked
 from ember.graph.model import compile_graph
 from ember.tune import autotune, using
 
-from .common import machine, measure, table, write_json
+from .common import machine, measure_interleaved, table, write_json
 from .perf_kernels import conv, layernorm, matmul, softmax
 from .perf_models import random_feeds, resnet_style
 
-ROUNDS = 5
+ROUNDS = 8
 REUSE_SCRIPT = """
 import json, os, sys, time
 import numpy as np
@@ -71,17 +70,15 @@ def compiled(model: onnx.ModelProto, db: "Path | None"):
         return compile_graph(import_checked(model), parse_target("llvm"))
 
 
-def end_to_end(model: onnx.ModelProto, feeds: dict, db: Path, repeats: int) -> dict:
+def end_to_end(model: onnx.ModelProto, feeds: dict, db: Path, budget: float) -> dict:
     default, tuned = compiled(model, None), compiled(model, db)
     ref, got = default(**feeds), tuned(**feeds)
     for r, g in zip(ref, got):
         np.testing.assert_allclose(g, r, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(r).max())))
-    d_runs, t_runs = [], []
-    for _ in range(ROUNDS):  # alternate, so load from other processes on a shared machine hits both alike
-        d_runs.append(measure(lambda: default(**feeds), repeats=repeats, warmup=2)["median"])
-        t_runs.append(measure(lambda: tuned(**feeds), repeats=repeats, warmup=2)["median"])
-    d, t = statistics.median(d_runs), statistics.median(t_runs)
-    return {"default_ms": d * 1e3, "tuned_ms": t * 1e3, "speedup": d / t}
+    # Alternating rounds with pauses, as bench.perf times its contenders: two runs of one schedule differed by up
+    # to 8% when each was timed in one block after the other.
+    d, t = measure_interleaved([lambda: default(**feeds), lambda: tuned(**feeds)], budget, rounds=ROUNDS)
+    return {"default_ms": d["median"] * 1e3, "tuned_ms": t["median"] * 1e3, "speedup": d["median"] / t["median"]}
 
 
 def progress(r) -> None:  # type: ignore[no-untyped-def]
@@ -103,7 +100,7 @@ def bench_kernels(budget: float, trials: int, db: Path, only: str) -> list[dict]
         row = {"case": label, "tuning_s": tuning_s, "kernels": [k.as_dict() for k in summary.kernels],
                "trials": sum(k.trials for k in summary.kernels),
                "failures": sum(k.failures for k in summary.kernels)}
-        row.update(end_to_end(case.model, case.feeds, db, repeats=10))
+        row.update(end_to_end(case.model, case.feeds, db, budget=4.0))
         rows.append(row)
     return rows
 
@@ -118,7 +115,7 @@ def bench_model(budget: float, trials: int, db: Path) -> dict:
     out = {"case": "resnet_style", "budget_s": budget, "tuning_s": tuning_s,
            "within_budget": tuning_s <= budget * 1.05, "kernels": [k.as_dict() for k in summary.kernels],
            "not_tuned": summary.skipped}
-    out.update(end_to_end(model, feeds, db, repeats=4))
+    out.update(end_to_end(model, feeds, db, budget=8.0))
     with tempfile.TemporaryDirectory() as tmp:
         path, inputs = Path(tmp) / "model.onnx", Path(tmp) / "feeds.npz"
         onnx.save(model, str(path))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir.dtype import INDEX, bool_
-from ..ir.expr import Const, Expr, round_to_half, SizeVar, Var, all_of, binary, cast, const, free_vars, select, substitute, transform
+from ..ir.expr import (Const, Expr, SizeVar, Var, all_of, binary, cast, const, free_vars, round_to_half, select,
+                       substitute, transform)
 from ..ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Stmt, Store, seq
 from ..ir.simplify import simplify_index
 from ..ir.symbolic import prove_equal, simplify

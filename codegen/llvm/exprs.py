@@ -2,7 +2,8 @@
 
 Inside a vectorized loop every value is either uniform (a scalar, same for all lanes) or varying (a vector).
 Loads pick the cheapest form: scalar for uniform indices, one vector load for unit stride, a few vector loads and
-shuffles for small constant strides (unmasked), a gather otherwise; a mask (from guards and selects) turns them into masked loads so no lane reads out of bounds.
+shuffles for small constant strides (unmasked), a gather otherwise; a mask (from guards and selects) turns them
+into masked loads so no lane reads out of bounds.
 """
 from __future__ import annotations
 
@@ -180,7 +181,8 @@ class ExprEmitter:
             return bld.call(self.intrinsic(name, a.type, [a.type, a.type], [a.type]), [a, b])
         zero = ir.Constant(a.type, None)
         if op in ("shl", "shr"):
-            width = ir.Constant(a.type, dt.bits) if not self.is_vec(a) else self.splat(ir.Constant(a.type.element, dt.bits), a.type.count)
+            width = ir.Constant(a.type, dt.bits) if not self.is_vec(a) \
+                else self.splat(ir.Constant(a.type.element, dt.bits), a.type.count)
             in_range = bld.icmp_unsigned("<", b, width)
             safe = bld.select(in_range, b, zero)
             if op == "shl":
