@@ -15,7 +15,8 @@ from ember.graph.pipeline import optimize
 
 
 def conv_model(c: int, m: int, hw: int, k: int, stride: int = 1, pad: int = 0, dilation: int = 1,
-               group: int = 1, relu_residual: bool = False) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+               group: int = 1, relu_residual: bool = False, batch: int = 1
+               ) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((m, c // group, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
@@ -23,7 +24,7 @@ def conv_model(c: int, m: int, hw: int, k: int, stride: int = 1, pad: int = 0, d
                               strides=[stride, stride], pads=[pad] * 4, dilations=[dilation] * 2, group=group)]
     if relu_residual:  # the convolution's result read again after it, as a residual block does
         nodes += [helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Add", ["r", "c"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, hw, hw])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -36,7 +37,7 @@ def numpy_conv(x, w, b, stride, pad, dilation):
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     span = dilation * (k - 1) + 1
     o = (x.shape[-1] + 2 * pad - span) // stride + 1
-    out = np.zeros((1, w.shape[0], o, o))
+    out = np.zeros((x.shape[0], w.shape[0], o, o))
     for i in range(k):
         for j in range(k):
             y0, x0 = i * dilation, j * dilation
@@ -53,12 +54,12 @@ def blocked(model: onnx.ModelProto, target: str = "llvm") -> bool:
 @settings(max_examples=10, deadline=None)
 @given(c=st.sampled_from([64, 72]), m=st.sampled_from([32, 96]), hw=st.sampled_from([1, 5, 7, 12]),
        k=st.sampled_from([1, 3, 5]), stride=st.sampled_from([1, 2, 3]), pad=st.sampled_from([0, 1, 2]),
-       dilation=st.sampled_from([1, 2]), residual=st.booleans())
-def test_channel_blocked_convolutions_match_numpy(c, m, hw, k, stride, pad, dilation, residual):
+       dilation=st.sampled_from([1, 2]), residual=st.booleans(), batch=st.sampled_from([1, 2]))
+def test_channel_blocked_convolutions_match_numpy(c, m, hw, k, stride, pad, dilation, residual, batch):
     if hw + 2 * pad < dilation * (k - 1) + 1:
         return
-    model, w, b = conv_model(c, m, hw, k, stride, pad, dilation, relu_residual=residual)
-    x = np.random.default_rng(1).standard_normal((1, c, hw, hw)).astype(np.float32)
+    model, w, b = conv_model(c, m, hw, k, stride, pad, dilation, relu_residual=residual, batch=batch)
+    x = np.random.default_rng(1).standard_normal((batch, c, hw, hw)).astype(np.float32)
     want = numpy_conv(x, w, b, stride, pad, dilation)
     if residual:
         want = np.maximum(want, 0) + want
