@@ -18,7 +18,9 @@ from ember.compiler.target import parse_target
 from ember.tune import MeasureOptions, SearchOptions, TunedRecordWarning, TuningDBWarning, autotune, open_db, using
 from ember.tune.cost_model import CostModel
 from ember.tune.database import candidate_id, workload_key
-from ember.tune.measure import Measurer, Workload, random_inputs
+from ember.tune.database import TuningDB
+from ember.tune.measure import Measurer, Result, Workload, random_inputs
+from ember.tune.search import CONFIRM_MARGIN, TaskResult, _confirm
 from ember.tune.space import Space
 
 FAST = MeasureOptions(repeats=2, min_repeat_s=0.0002, flush_bytes=1 << 20, compile_timeout=60, run_timeout=10)
@@ -336,3 +338,24 @@ def test_concurrent_appends_keep_every_line_whole(db: Path) -> None:
         t.join()
     lines = db.read_text().splitlines()
     assert len(lines) == 400 and all(json.loads(line)["task"].startswith("w") for line in lines)
+
+
+class _Timings:
+    """A measurer whose re-measurement gives the default and the best fixed times, alternately."""
+
+    def __init__(self, default: float, best: float) -> None:
+        self.times = (default, best)
+
+    def measure(self, workload, pairs):  # type: ignore[no-untyped-def]
+        return [Result(cid, "ok", self.times[k % 2]) for k, (cid, _) in enumerate(pairs)]
+
+
+@pytest.mark.parametrize("share,recorded", [(1 - CONFIRM_MARGIN / 2, False), (1 - 2 * CONFIRM_MARGIN, True)])
+def test_a_best_is_recorded_only_if_it_wins_by_the_margin(db: Path, share: float, recorded: bool) -> None:
+    outs, args = matmul(16)
+    default, other = default_schedule(outs, LLVM).trace.to_json(), some_tuned_trace(outs, args)
+    res = TaskResult("mm", workload_key(outs), best_trace=other)
+    _confirm(res, _Timings(1e-3, share * 1e-3), None, default, TuningDB(db), res.key, LLVM.canonical(), outs)
+    assert bool(db.exists() and records(db, "best")) == recorded
+    assert res.best_trace == (other if recorded else default)
+    assert res.best_time == pytest.approx(share * 1e-3 if recorded else 1e-3)
