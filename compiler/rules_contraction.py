@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..ir.expr import Binary, Cast, Const, Expr, Var, free_vars
 from ..ir.tensor import MATERIALIZE, PlaceholderOp, Reduce, TensorRead
-from .rules_epilogue import find_epilogue
+from .rules_epilogue import find_epilogue, plain_reader
 from .schedule import Axis, ScheduleError, Stage
 
 
@@ -47,7 +47,7 @@ class Contraction:
     outer: list[Axis]
     reduce: list[Axis]
     packable: "TensorRead | None"  # the column operand, when it can be copied into a panel
-    blocked: bool = False  # the column operand is an input whose rows are exactly the column extent: a panel already
+    blocked: bool = False  # not packable, but an input whose rows are exactly the column extent: a panel already
 
 
 def _strip(e: Expr) -> Expr:
@@ -90,8 +90,8 @@ def match(st: Stage) -> "Contraction | None":
     reduce = st.root_axes[len(op.axis):]
     plain = _plain_input_read(col_operand, col_iv)
     packable = col_operand if plain and len(reduce) == 1 else None
-    blocked = plain and isinstance(col_operand.tensor.op, PlaceholderOp) and col_operand.indices[-1] is col_iv \
-        and _same_value(col_operand.tensor.shape[-1], col.extent)
+    blocked = packable is None and plain and isinstance(col_operand.tensor.op, PlaceholderOp) \
+        and col_operand.indices[-1] is col_iv and _same_value(col_operand.tensor.shape[-1], col.extent)
     return Contraction(row, col, outer, list(reduce), packable, blocked)
 
 
@@ -170,7 +170,7 @@ def default_blocking(c: Contraction, lanes: int, registers: int = 16, threads: i
     tiles = MICRO_TILES[registers]
     vectors, micro = next((t for t in tiles if cols % (t[0] * lanes) == 0), tiles[0])
     micro = min(micro, c.row.extent.value)  # a matrix-vector product computes no padding rows
-    if c.packable is None and c.blocked and micro > 2:  # no panel to share: the row count that pads least
+    if c.blocked and micro > 2:  # no panel to share: the row count that pads least
         micro = min(range(micro, micro // 2, -1), key=lambda r: (-(-c.row.extent.value // r) * r, -r))
     pack = c.row.extent.value >= 2 * micro and c.packable is not None
     k = c.reduce[0].extent.value if c.reduce and isinstance(c.reduce[0].extent, Const) else K_CHUNK
@@ -210,7 +210,7 @@ def schedule_contraction(st: Stage, lanes: int, threads: int = 1) -> "set[Stage]
         return {st}
     registers = vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
     done = apply_blocking(st, c, lanes, default_blocking(c, lanes, registers, threads))
-    return done | schedule_channel_view(st, lanes) if c.blocked and c.packable is None else done
+    return done | schedule_channel_view(st, lanes) if c.blocked else done
 
 
 def schedule_channel_view(st: Stage, lanes: int) -> "set[Stage]":
@@ -218,10 +218,8 @@ def schedule_channel_view(st: Stage, lanes: int) -> "set[Stage]":
     order (with its bias and activation): vectors along the flattened pixels, which its output stores
     contiguously (7x7 and 14x14 rows are shorter than a vector, so unflattened it stayed scalar), channels in
     parallel. The stages scheduled (none when the reader is not such a plain element-wise stage)."""
-    readers = st.schedule.consumers(st, through_inlined=True)
-    host = readers[0] if len(readers) == 1 else None
-    if host is None or host.attach.kind != "root" or host.relations or host.op.reduce_axis \
-            or len(host.leaf) != 4 or any(a.loop != "serial" for a in host.leaf):
+    host = plain_reader(st)
+    if host is None or len(host.leaf) != 4:
         return set()
     n, m, h, w = host.leaf
     _, vec = host.split(host.fuse(h, w), lanes)

@@ -31,13 +31,8 @@ def find_epilogue(st: Stage) -> "Epilogue | None":
     sch = st.schedule
     if st.is_output or len(st.op.outputs) != 1:
         return None
-    readers = sch.consumers(st, through_inlined=True)
-    if len(readers) != 1:
-        return None
-    host = readers[0]
-    if host.attach.kind != "root" or host.relations or host.op.reduce_axis or len(host.op.outputs) != 1:
-        return None
-    if any(a.loop != "serial" for a in host.leaf):
+    host = plain_reader(st)
+    if host is None:
         return None
     flattened = _flattened(st, host)
     if flattened is None:
@@ -47,6 +42,18 @@ def find_epilogue(st: Stage) -> "Epilogue | None":
     if not reads or any(not _same(got, want) for got in reads):
         return None
     return Epilogue(host, flattened)
+
+
+def plain_reader(st: Stage) -> "Stage | None":
+    """The only stage reading `st` (directly or through inlined element-wise stages) when it is a root,
+    single-output element-wise stage no rule has scheduled yet."""
+    readers = st.schedule.consumers(st, through_inlined=True)
+    if len(readers) != 1:
+        return None
+    host = readers[0]
+    if host.attach.kind != "root" or host.relations or host.op.reduce_axis or len(host.op.outputs) != 1:
+        return None
+    return None if any(a.loop != "serial" for a in host.leaf) else host
 
 
 def _extents(st: Stage) -> "list[int] | None":
