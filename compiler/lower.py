@@ -304,6 +304,8 @@ class Lowerer:
     def _infer_region(self, prod: Stage, consumer: Stage, level: int) -> list[tuple[Expr, Expr]]:
         loops = self.loops[consumer]
         varying = {ax.var: (const(0, INDEX), simplify(loops.ext[ax] - 1)) for ax in consumer.leaf[level + 1:]}
+        if prod.scope == "shared":
+            varying.update(self._thread_loops_around(consumer, level))
         tensors = prod.op.outputs
         reads: list[list[Expr]] = []
         for body in consumer.op.body:
@@ -325,6 +327,21 @@ class Lowerer:
                 hi_all = hi if hi_all is None else upper_of(hi_all, hi)
             region.append((lo_all, self._region_extent(simplify_index(hi_all - lo_all + 1), prod, consumer, d)))
         return region
+
+    def _thread_loops_around(self, consumer: Stage, level: int) -> dict[Var, Range]:
+        """The threadIdx-bound loops enclosing `consumer.leaf[level]` (its own and those of the stages it is
+        computed at). A shared-memory stage is computed once for the whole block, so its region spans every
+        thread's (TVM's bound relaxation): the block's threads then fetch it cooperatively."""
+        out: dict[Var, Range] = {}
+        st, upto = consumer, level
+        while True:
+            known = self.loops[st]
+            for ax in st.leaf[:upto + 1]:
+                if ax.loop == "thread" and ax.thread_tag.startswith("threadIdx"):
+                    out[ax.var] = (const(0, INDEX), simplify(known.ext[ax] - 1))
+            if st.attach.kind != "at":
+                return out
+            st, upto = st.attach.stage, st.attach.stage.leaf.index(st.attach.axis)
 
     @staticmethod
     def _region_extent(extent: Expr, prod: Stage, consumer: Stage, dim: int) -> Expr:

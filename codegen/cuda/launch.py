@@ -37,6 +37,7 @@ class KernelPlan:
     stored: set[Buffer] = field(default_factory=set)
     used: list[Buffer] = field(default_factory=list)
     reductions: list[CrossThreadReduce] = field(default_factory=list)
+    cooperative: set[Buffer] = field(default_factory=set)  # shared buffers the block's threads fill together
 
     def dim(self, kind: str) -> list[Expr]:
         """The three extents of `blockIdx` or `threadIdx` (1 where unbound)."""
@@ -90,9 +91,7 @@ def _collect(plan: KernelPlan, func: PrimFunc) -> None:
                 if s.thread_tag not in TAGS:
                     raise CudaCodegenError(f"kernel {plan.name}: loop {s.var.name!r} has unknown tag {s.thread_tag!r}")
                 if s.thread_tag in enclosing:
-                    raise CudaCodegenError(f"kernel {plan.name}: loop {s.var.name!r} is bound to {s.thread_tag} "
-                                           f"inside another loop bound to {s.thread_tag}; bind each tag once per "
-                                           f"loop nest")
+                    _check_cooperative(plan, s)
                 bad = [v.name for v in free_vars(s.extent) if v not in sizes and v.name not in size_names]
                 if bad:
                     raise CudaCodegenError(f"kernel {plan.name}: the extent {s.extent} of loop {s.var.name!r} "
@@ -134,6 +133,30 @@ def _collect(plan: KernelPlan, func: PrimFunc) -> None:
                                f"would run on a single GPU thread; bind its loops (stage.bind(axis, "
                                f"'blockIdx.x') / 'threadIdx.x') or build without a schedule to get the default "
                                f"GPU schedule")
+
+
+def _check_cooperative(plan: KernelPlan, loop: For) -> None:
+    """A loop bound to a thread index already bound around it re-distributes a shared-memory stage computed inside
+    the thread loops over the same threads (a cooperative fetch, as TVM lowers a shared stage computed at a thread
+    loop); anything else binding a tag twice in a nest is a schedule error."""
+    if not loop.thread_tag.startswith("threadIdx"):
+        raise CudaCodegenError(f"kernel {plan.name}: loop {loop.var.name!r} is bound to {loop.thread_tag} inside "
+                               f"another loop bound to {loop.thread_tag}; bind each tag once per loop nest")
+    stored: list[Buffer] = []
+
+    def go(s: Stmt) -> None:
+        if isinstance(s, (Store, CrossThreadReduce)):
+            stored.append(s.buffer)
+        for kid in s.children():
+            go(kid)
+
+    go(loop.body)
+    if not stored or any(b.scope != "shared" for b in stored):
+        raise CudaCodegenError(f"kernel {plan.name}: loop {loop.var.name!r} is bound to {loop.thread_tag} inside "
+                               f"another loop bound to {loop.thread_tag}; only a shared-memory stage computed "
+                               f"inside the thread loops may bind a thread index again (its threads fetch the "
+                               f"block's tile together); bind each tag once per loop nest otherwise")
+    plan.cooperative.update(stored)
 
 
 def refuse_div_mod(e: Expr) -> Expr:

@@ -78,6 +78,8 @@ class KernelRenderer:
         self.pending_writes: set[Buffer] = set()
         self.thread_tags = {t for t in plan.extents if t.startswith("threadIdx")}
         self.enclosing: list[str] = []
+        self.thread_varying: set[Var] = set()  # values that differ between the threads of a block
+        self.divergent = 0  # depth of conditions (or loop counts) that differ between the threads of a block
         self.aligned: set[Buffer] = set()  # buffers accessed as float4: their pointers must be 16-byte aligned
         self.printer = ExprPrinter(_VarNames(self), self.buffer_name)
 
@@ -179,16 +181,21 @@ class KernelRenderer:
             ref = f"{self.buffer_name(s.buffer)}[{self.printer(s.index)}]"
             self.emit(f"{ref} = {self.printer.store_value(s.buffer, s.value)};")
         elif isinstance(s, IfThenElse):
+            diverges = self._varies(s.cond)
+            self.divergent += diverges
             self.emit(f"if ({self.printer(s.cond)}) {{")
             self.block(s.then)
             if s.otherwise is not None:
                 self.emit("} else {")
                 self.block(s.otherwise)
             self.emit("}")
+            self.divergent -= diverges
         elif isinstance(s, LetStmt):
             name = self.fresh(s.var.name)
             self.emit(f"const {compute_type(s.var.dtype)} {name} = {self.printer(s.value)};")
             self.var_names[s.var] = name
+            if self._varies(s.value):
+                self.thread_varying.add(s.var)
             self.stmt(s.body)
         elif isinstance(s, Allocate):
             self.allocate(s)
@@ -207,16 +214,29 @@ class KernelRenderer:
         would also be divergent under a guard)."""
         return self.thread_tags <= set(self.enclosing)
 
+    def _varies(self, e: Expr) -> bool:
+        return bool(free_vars(e) & self.thread_varying)
+
+    def _crosses_threads(self, hazard: set[Buffer]) -> bool:
+        """Whether a shared access conflict involves other threads: always outside the per-thread code, and
+        inside it for buffers the block's threads fill together (cooperative fetches)."""
+        return bool(hazard) and (not self.per_thread() or bool(hazard & self.plan.cooperative))
+
     def seq(self, stmts: list[Stmt]) -> None:
         for s in stmts:
             reads, writes = shared_access(s)
-            if not self.per_thread() and (reads & self.pending_writes or writes & self.pending_reads):
+            if self._crosses_threads((reads & self.pending_writes) | (writes & self.pending_reads)):
                 self.barrier()
             self.stmt(s)
             self.pending_reads |= reads
             self.pending_writes |= writes
 
     def barrier(self) -> None:
+        if self.divergent and self.plan.cooperative:
+            raise CudaCodegenError(f"kernel {self.plan.name}: a barrier is needed between the cooperative fill of "
+                                   f"{', '.join(sorted(b.name for b in self.plan.cooperative))} and its use, under a "
+                                   f"condition or loop count that differs between threads (a divergent "
+                                   f"__syncthreads); compute the shared stage outside the guarded loops")
         if not self.lines or self.lines[-1].strip() != "__syncthreads();":
             self.emit("__syncthreads();")
         self.pending_reads.clear()
@@ -249,10 +269,14 @@ class KernelRenderer:
             self.depth += 1
             self.emit(f"const long long {name} = (long long){tag};")
             self.enclosing.append(tag)
+            if tag.startswith("threadIdx"):
+                self.thread_varying.add(s.var)
             if needs_guard(s, self.plan.extents[tag]):
+                self.divergent += 1
                 self.emit(f"if ({name} < {self.printer(s.extent)}) {{")
                 self.block(s.body)
                 self.emit("}")
+                self.divergent -= 1
             else:
                 self.stmt(s.body)
             self.enclosing.pop()
@@ -269,10 +293,15 @@ class KernelRenderer:
             self.emit("#pragma unroll")
         self.emit(f"for (long long {name} = 0; {name} < {self.printer(s.extent)}; ++{name}) {{")
         self.depth += 1
+        diverges = self._varies(s.extent)
+        self.divergent += diverges
+        if diverges:
+            self.thread_varying.add(s.var)
         self.stmt(s.body)
         reads, writes = shared_access(s.body)
-        if reads & writes and not self.per_thread():  # the next iteration overwrites what other threads may still be reading
+        if self._crosses_threads(reads & writes):  # the next iteration overwrites what other threads may still read
             self.barrier()
+        self.divergent -= diverges
         self.depth -= 1
         self.emit("}")
 

@@ -1,0 +1,135 @@
+"""GPU matmul rule: block tiles staged through shared memory (see rules_gpu's docstring for the whole set)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.expr import Const, Var, free_vars
+from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead
+from .schedule import Schedule, Stage
+
+THREADS = 16  # threads per side of a block (16 x 16)
+
+
+@dataclass(frozen=True)
+class MatmulTiles:
+    """Outputs per thread along each side (block tile = 16 x that) and the reduction step staged per fetch."""
+
+    per_thread: int = 4
+    k_step: int = 16
+
+    @property
+    def tile(self) -> int:
+        return THREADS * self.per_thread
+
+
+SMALL, LARGE = MatmulTiles(4, 16), MatmulTiles(8, 8)
+LARGE_FROM = 1 << 22  # output elements from which 128 x 128 block tiles still give every SM of a big GPU 2 blocks
+
+
+def contraction_reads(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
+    """The row and column operands of a float32 `out[batch.., i, j] = sum_k a[.., i, .., k] * b[.., k, .., j]`
+    stage (a reads no j, b reads no i, indices free of tensor reads), else None."""
+    body = st.op.body[0] if len(st.op.body) == 1 else None
+    if not (isinstance(body, Reduce) and body.combiner == "sum" and len(st.op.axis) >= 2
+            and len(st.op.reduce_axis) == 1 and len(st.op.outputs) == 1
+            and st.op.outputs[0].dtype.name == "float32" and isinstance(body.where, Const) and body.where.value):
+        return None
+    src = body.sources[0]
+    if getattr(src, "op", None) != "mul" or not all(isinstance(x, TensorRead) for x in src.children()):
+        return None
+    reads = list(src.children())
+    if reads[0].tensor is reads[1].tensor or any(isinstance(i, TensorRead) for x in reads for i in x.indices):
+        return None
+    i, j = (iv.var for iv in st.op.axis[-2:])
+
+    def uses(x, v) -> bool:
+        return any(v in free_vars(idx) for idx in x.indices)
+    for a, b in (reads, reads[::-1]):
+        if not uses(a, j) and not uses(b, i):
+            return a, b
+    return None
+
+
+def _inline_into_fetch(sch: Schedule, t: Tensor) -> None:
+    """An element-wise producer of an operand (im2col, a transpose) is computed while its tile is fetched into
+    shared memory (an implicit GEMM for convolutions) instead of being stored by a launch of its own."""
+    if isinstance(t.op, PlaceholderOp):
+        return
+    st = sch[t]
+    if (st.attach.kind == "root" and not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1
+            and not st.relations and len(sch.consumers(st)) == 1):
+        st.compute_inline()
+
+
+def tiled_matmul(sch: Schedule, st: Stage, block: int) -> bool:
+    """The rule: float32 contractions whose two output sides are not small get register-tiled blocks, 128 x 128
+    (8 x 8 per thread) for large outputs, else 64 x 64 (4 x 4)."""
+    reads = contraction_reads(st)
+    if reads is None or THREADS * THREADS > block:
+        return False
+    sides = [iv.extent.value if isinstance(iv.extent, Const) else None for iv in st.op.axis[-2:]]
+    if any(n is not None and n < SMALL.tile // 2 for n in sides):
+        return False
+    outputs = 1
+    for iv in st.op.axis:
+        outputs = outputs * iv.extent.value if isinstance(iv.extent, Const) and outputs else 0
+    schedule_tiled_matmul(sch, st, reads, LARGE if outputs >= LARGE_FROM else SMALL)
+    return True
+
+
+def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, TensorRead]",
+                          tiles: MatmulTiles) -> None:
+    """Block tiles of `tiles.tile` outputs a side (leading batch axes fused on blockIdx.z), 16 x 16 threads each
+    computing per_thread x per_thread outputs in registers (a local cache stage); per `k_step` along the
+    reduction both operand tiles are staged in shared memory, fetched by all the block's threads together (their
+    regions are relaxed over the thread loops; the code generator puts a barrier after the fetch and after their
+    use). Element-wise producers of the operands (im2col) are computed inside the fetch."""
+    operands = [sch.resolve(r.tensor) for r in reads]
+    for t in operands:
+        _inline_into_fetch(sch, t)
+    acc = sch.cache_write(st.op.outputs[0], "local")
+    shared = [sch.cache_read(t, "shared", [acc]) for t in operands]
+    *batch, i, j = st.leaf
+    by, yi = st.split(i, tiles.tile)
+    bx, xi = st.split(j, tiles.tile)
+    ty, yy = st.split(yi, nparts=THREADS)
+    tx, xx = st.split(xi, nparts=THREADS)
+    outer = [st.fuse(*batch)] if batch else []
+    st.reorder(*outer, by, bx, ty, tx, yy, xx)
+    if outer:
+        st.bind(outer[0], "blockIdx.z")
+    st.bind(by, "blockIdx.y")
+    st.bind(bx, "blockIdx.x")
+    st.bind(ty, "threadIdx.y")
+    st.bind(tx, "threadIdx.x")
+    ast = sch[acc]
+    ast.compute_at(st, tx)
+    *abatch, ai, aj, ak = ast.leaf
+    ko, ki = ast.split(ak, tiles.k_step)
+    # factors, not nparts: the stage's extents become its region (per_thread a side) only when it is lowered
+    aio, ai = ast.split(ai, tiles.per_thread)
+    ajo, aj = ast.split(aj, tiles.per_thread)
+    ast.reorder(*abatch, aio, ajo, ko, ki, ai, aj)
+    ast.unroll(ai)
+    ast.unroll(aj)
+    for tile, read in zip(shared, reads):
+        tst = sch[tile]
+        tst.compute_at(ast, ko)
+        _cooperative_fetch(tst, all(isinstance(x, Var) for x in read.indices))
+    st.vectorize(xx)
+
+
+def _cooperative_fetch(tst: Stage, plain: bool) -> None:
+    """The block's 16 x 16 threads copy the tile: a plainly indexed operand (leading axes are one element of the
+    region) row by row with consecutive threads on consecutive elements; any other tile (a convolution's weights,
+    read through div/mod) flattened."""
+    if plain:
+        *_, rows, cols = tst.leaf
+        ro, y = tst.split(rows, THREADS)
+        co, x = tst.split(cols, THREADS)
+        tst.reorder(ro, co, y, x)
+    else:
+        _, inner = tst.split(tst.fuse(*tst.leaf), THREADS * THREADS)
+        y, x = tst.split(inner, THREADS)
+    tst.bind(y, "threadIdx.y")
+    tst.bind(x, "threadIdx.x")

@@ -1,0 +1,215 @@
+"""The default GPU contraction schedule (register tiles, cooperative shared-memory fetches, implicit-GEMM
+convolutions) on the CUDA emulator in checking mode (races, missing barriers, out-of-bounds reads fail), against
+numpy; plus the code generator's refusals of thread bindings it cannot honour."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings, strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import ember
+from ember.codegen.cuda.exprs import CudaCodegenError
+from ember.codegen.cuda.nvcc import check_resources, compile_check
+from ember.compiler.rules_gpu_matmul import LARGE, contraction_reads, schedule_tiled_matmul
+
+EMU = "cuda -emulate"
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
+dims = st.sampled_from([1, 2, 17, 31, 32, 64, 65, 97, 130])
+
+
+@functools.cache
+def matmul_kernel():
+    n, m, k = ember.var("n"), ember.var("m"), ember.var("k")
+    a = ember.placeholder((n, k), name="a")
+    b = ember.placeholder((k, m), name="b")
+    r = ember.reduce_axis(k, "r")
+    return ember.build(ember.compute((n, m), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c"),
+                       target=EMU, name="gpu_mm")
+
+
+@functools.cache
+def batched_kernel():
+    """Batched A @ B^T (attention scores): a batch axis on blockIdx.z, B read along its rows."""
+    q, n, m = ember.var("q"), ember.var("n"), ember.var("m")
+    a = ember.placeholder((q, n, 40), name="a")
+    b = ember.placeholder((q, m, 40), name="b")
+    r = ember.reduce_axis(40, "r")
+    out = ember.compute((q, n, m), lambda z, i, j: ember.sum(a[z, i, r] * b[z, j, r], axis=r), name="scores")
+    return ember.build(out, target=EMU, name="gpu_bmm")
+
+
+@settings(max_examples=8, deadline=None)
+@given(dims, dims, dims, st.integers(0, 99))
+def test_register_tiled_matmul(n, k, m, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal((k, m)).astype(np.float32)
+    np.testing.assert_allclose(matmul_kernel()(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_accumulators_live_in_registers_and_tiles_are_fetched_by_the_whole_block():
+    src = matmul_kernel().source("cuda")
+    assert re.search(r"float c_local\[16\];", src)  # 4 x 4 outputs per thread
+    shared = re.findall(r"EMBER_SHARED\(float, (\w+), (\d+)\)", src)
+    assert sorted(shared) == [("a_shared", "1024"), ("b_shared", "1024")]  # 64 x 16 operand tiles only
+    assert "__syncthreads();" in src  # the emulator's checking mode proves they are where they must be
+    launch = json.loads(matmul_kernel().source("launches"))["kernels"][0]
+    assert launch["block"] == [16, 16, 1]
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.sampled_from([1, 3]), dims, dims, st.integers(0, 99))
+def test_batched_matmul_with_transposed_operand(q, n, m, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((q, n, 40)).astype(np.float32)
+    b = rng.standard_normal((q, m, 40)).astype(np.float32)
+    np.testing.assert_allclose(batched_kernel()(a, b), a @ b.transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+
+
+def _conv_model(n, c, hw, m, k, stride, pad):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, hw, hw])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "m", "h", "w"])
+    w = (np.random.default_rng(1).standard_normal((m, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4, strides=[stride] * 2)
+    graph = helper.make_graph([node], "conv", [x], [y], [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w
+
+
+def _numpy_conv(x, w, stride, pad):
+    n, c, h, _ = x.shape
+    m, _, k, _ = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = (h + 2 * pad - k) // stride + 1
+    res = np.zeros((n, m, out, out))
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, :, i:i + stride * out:stride, j:j + stride * out:stride]
+            res += np.einsum("nchw,mc->nmhw", patch, w[:, :, i, j])
+    return res
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.sampled_from([1, 2]), st.sampled_from([1, 3, 8]), st.sampled_from([5, 9, 12]),
+       st.sampled_from([33, 64, 96]), st.sampled_from([1, 3]), st.sampled_from([1, 2]), st.sampled_from([0, 1]))
+def test_convolution_is_an_implicit_gemm(n, c, hw, m, k, stride, pad):
+    model, w = _conv_model(n, c, hw, m, k, stride, pad)
+    compiled = ember.compile(model, target=EMU)
+    x = np.random.default_rng(2).standard_normal((n, c, hw, hw)).astype(np.float32)
+    np.testing.assert_allclose(compiled(x)[0], _numpy_conv(x, w, stride, pad), rtol=1e-4, atol=1e-4)
+
+
+def test_convolution_gathers_its_input_inside_the_tile_fetch():
+    f = ember.build(_conv_stage(), target=EMU, name="conv_igemm")
+    src = f.source("cuda")
+    assert src.count("__global__") == 1  # no im2col launch: the patch gather happens while the tile is fetched
+    assert "conv0_0_shared" in src
+
+
+def _conv_stage():
+    """The tensor-IR convolution the ONNX importer builds: im2col (materialized on the CPU) and a contraction."""
+    x = ember.placeholder((1, 8, 10, 10), name="x")
+    w = ember.placeholder((64, 8, 3, 3), name="w")
+    cols = ember.compute((1, 72, 100), lambda b, r, p: x[b, r // 9, p // 10 + r // 3 % 3 - 1, p % 10 + r % 3 - 1],
+                         name="conv0_0")
+    r = ember.reduce_axis(72, "r")
+    return ember.compute((1, 64, 100), lambda b, m, p: ember.sum(w[m, r // 9, r // 3 % 3, r % 3] * cols[b, r, p],
+                                                                  axis=r), name="conv0_1")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+def test_nvcc_compiles_the_tiled_kernels_within_their_launch_resources():
+    kernels = [matmul_kernel(), batched_kernel(), _large_tiled_kernel()]
+    launches = [k for f in kernels for k in json.loads(f.source("launches"))["kernels"]]
+    resources = compile_check([f.source("cuda") for f in kernels])
+    assert len(resources) == 2 * len(launches)
+    assert check_resources(resources, launches) == []
+    assert all(r.spill_stores == 0 for r in resources)
+
+
+def _hand_tiled(fetch_threads: int, local_binding: bool = False):
+    """A register-tiled matmul written by hand; `fetch_threads` threads along x copy each tile."""
+    a = ember.placeholder((64, 32), name="a")
+    b = ember.placeholder((32, 64), name="b")
+    r = ember.reduce_axis(32, "r")
+    c = ember.compute((64, 64), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
+    s = ember.create_schedule(c)
+    cl = s.cache_write(c, "local")
+    bs = s.cache_read(b, "shared", [cl])
+    i, j = s[c].leaf
+    ty, yi = s[c].split(i, nparts=16)
+    tx, xi = s[c].split(j, nparts=16)
+    s[c].reorder(ty, tx, yi, xi)
+    s[c].bind(ty, "threadIdx.y")
+    s[c].bind(tx, "threadIdx.x")
+    s[cl].compute_at(s[c], tx)
+    ko, _ = s[cl].split(s[cl].leaf[-1], 8)
+    if local_binding:
+        s[cl].bind(s[cl].leaf[0], "threadIdx.x")
+    s[bs].compute_at(s[cl], ko)
+    rows, cols = s[bs].leaf
+    _, x = s[bs].split(cols, fetch_threads)
+    s[bs].bind(rows, "threadIdx.y")
+    s[bs].bind(x, "threadIdx.x")
+    return s, [a, b, c]
+
+
+def test_hand_written_cooperative_fetch_runs():
+    s, args = _hand_tiled(16)
+    f = ember.build(s, args, target=EMU, name="hand_tiled")
+    a = np.random.default_rng(3).standard_normal((64, 32)).astype(np.float32)
+    b = np.random.default_rng(4).standard_normal((32, 64)).astype(np.float32)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_barrier_under_a_thread_dependent_guard_is_refused():
+    s, args = _hand_tiled(32)  # 32 fetching threads: the 16-thread output loop is guarded, its barrier divergent
+    with pytest.raises(CudaCodegenError, match="divergent __syncthreads"):
+        ember.build(s, args, target=EMU, name="divergent")
+
+
+def test_binding_a_thread_index_twice_outside_a_shared_fetch_is_refused():
+    s, args = _hand_tiled(16, local_binding=True)
+    with pytest.raises(CudaCodegenError, match="only a shared-memory stage computed inside the thread loops"):
+        ember.build(s, args, target=EMU, name="twice")
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([1, 65, 130, 200]), st.sampled_from([1, 9, 40]), st.sampled_from([64, 129, 256]),
+       st.integers(0, 99))
+def test_large_tiles_8x8_per_thread(n, k, m, seed):
+    """The 128 x 128 tiles large outputs get, on shapes small enough to emulate."""
+    f = _large_tiled_kernel()
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal((k, m)).astype(np.float32)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+@functools.cache
+def _large_tiled_kernel():
+    n, m, k = ember.var("n"), ember.var("m"), ember.var("k")
+    a = ember.placeholder((n, k), name="a")
+    b = ember.placeholder((k, m), name="b")
+    r = ember.reduce_axis(k, "r")
+    c = ember.compute((n, m), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
+    s = ember.create_schedule(c)
+    schedule_tiled_matmul(s, s[c], contraction_reads(s[c]), LARGE)
+    f = ember.build(s, [a, b, c], target=EMU, name="gpu_mm_large")
+    assert "float c_local[64];" in f.source("cuda")
+    return f
+
+
+def test_the_rule_picks_large_tiles_for_large_outputs():
+    a = ember.placeholder((2048, 64), name="a")
+    b = ember.placeholder((64, 2048), name="b")
+    r = ember.reduce_axis(64, "r")
+    c = ember.compute((2048, 2048), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
+    trace = str(ember.build(c, target=EMU, name="big").source("schedule"))
+    assert "factor=128" in trace and "factor=8" in trace
