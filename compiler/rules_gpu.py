@@ -8,7 +8,7 @@ Rules, per stage:
   code generator turns into float4 accesses where they are contiguous);
 - float32 contractions (a product of two tensors summed over one axis, leading batch axes; convolutions after
   im2col): register-tiled blocks (`rules_gpu_matmul.py`), operand tiles fetched into shared memory by the whole
-  block, element-wise producers of the operands (im2col) computed inside the fetch;
+  block into two alternating buffers, element-wise producers of the operands (im2col) computed inside the fetch;
 - reductions over a long (or symbolic) axis, contractions excepted: one block per output element; the reduced
   loop is split across the block's threads, each accumulating in a register, combined by warp shuffles
   (`__shfl_down_sync`) and, with several warps, through a small shared buffer.

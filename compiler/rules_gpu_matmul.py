@@ -112,6 +112,7 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     ast.reorder(*abatch, aio, ajo, ko, ki, ai, aj)
     ast.unroll(ai)
     ast.unroll(aj)
+    ast.pragma(ko, "double_buffer", 1)
     for tile, read in zip(shared, reads):
         tst = sch[tile]
         tst.compute_at(ast, ko)

@@ -25,6 +25,8 @@ PRAGMAS = {  # loop annotations carried to the loop IR (For.annotations); a back
     "tile_length": "elements per on-chip tile where a target stages data through a scratch memory (Ascend: the "
                    "Unified Buffer)",
     "num_blocks": "at most this many cores run the loop nest (Ascend: blocks of the launch)",
+    "double_buffer": "shared-memory tiles fetched at the start of each iteration of this loop alternate between two "
+                     "buffers, the next tile fetched while the current one is used (cuda; value 1)",
     "lane_reduce": "a short reduction loop (a power-of-two count of vector partials, as rfactor leaves) combined "
                    "as one vector halved step by step, not a serial chain (the llvm target; a sum is reassociated)",
 }

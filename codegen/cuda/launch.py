@@ -299,3 +299,22 @@ def _c_name(name: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
     return out if out and not out[0].isdigit() else f"k_{out}"
 
+
+def shared_access(s: Stmt) -> tuple[set[Buffer], set[Buffer]]:
+    """Shared buffers a statement reads and writes (anywhere inside it)."""
+    reads: set[Buffer] = set()
+    writes: set[Buffer] = set()
+
+    def visit_expr(e: Expr) -> None:
+        if isinstance(e, Load) and e.buffer.scope == "shared":
+            reads.add(e.buffer)
+
+    def go(x: Stmt) -> None:
+        if isinstance(x, (Store, CrossThreadReduce)) and x.buffer.scope == "shared":
+            writes.add(x.buffer)
+        for e in x.exprs():
+            walk(e, visit_expr)
+        for kid in x.children():
+            go(kid)
+    go(s)
+    return reads, writes

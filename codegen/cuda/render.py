@@ -8,14 +8,15 @@ written by some threads is read (or overwritten after a read) by others, unrolle
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...ir.expr import Const, Expr, SizeVar, Var, free_vars, substitute, transform, walk
 from ...ir.simplify import affine, coefficient, simplify_index
 from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store
 from .exprs import HELPERS, CudaCodegenError, ExprPrinter, compute_type, storage_type
 from .xreduce import CrossThreadReduce
-from .launch import KernelPlan, LaunchConfigError, expr_json, needs_guard, plan_kernels
+from .double_buffer import double_buffer
+from .launch import KernelPlan, LaunchConfigError, expr_json, needs_guard, plan_kernels, shared_access
 
 PRELUDE = """#ifdef EMBER_EMULATE
 #include "cuda_emu.h"
@@ -44,7 +45,7 @@ class CudaModule:
 
 
 def render(func: PrimFunc, max_threads: int, max_shared: int) -> CudaModule:
-    temps, plans = plan_kernels(func)
+    temps, plans = plan_kernels(replace(func, body=double_buffer(func.body)))
     parts = [PRELUDE, HELPERS, KERNELS_MARK]
     kernels = []
     for plan in plans:
@@ -474,23 +475,3 @@ def _vector_base(buf: Buffer, index: Expr, lane: Var) -> "Expr | None":
     if form is None or form[1] % 4 or any(n % 4 for n in form[0].values()):
         return None
     return base
-
-
-def shared_access(s: Stmt) -> tuple[set[Buffer], set[Buffer]]:
-    """Shared buffers a statement reads and writes (anywhere inside it)."""
-    reads: set[Buffer] = set()
-    writes: set[Buffer] = set()
-
-    def visit_expr(e: Expr) -> None:
-        if isinstance(e, Load) and e.buffer.scope == "shared":
-            reads.add(e.buffer)
-
-    def go(x: Stmt) -> None:
-        if isinstance(x, (Store, CrossThreadReduce)) and x.buffer.scope == "shared":
-            writes.add(x.buffer)
-        for e in x.exprs():
-            walk(e, visit_expr)
-        for kid in x.children():
-            go(kid)
-    go(s)
-    return reads, writes

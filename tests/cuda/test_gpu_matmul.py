@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 import ember
 from ember.codegen.cuda.exprs import CudaCodegenError
 from ember.codegen.cuda.nvcc import check_resources, compile_check
-from ember.compiler.rules_gpu_matmul import LARGE, contraction_reads, schedule_tiled_matmul
+from ember.compiler.rules_gpu_matmul import LARGE, MatmulTiles, contraction_reads, schedule_tiled_matmul
 
 EMU = "cuda -emulate"
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
@@ -58,7 +58,8 @@ def test_accumulators_live_in_registers_and_tiles_are_fetched_by_the_whole_block
     src = matmul_kernel().source("cuda")
     assert re.search(r"float c_local\[16\];", src)  # 4 x 4 outputs per thread
     shared = re.findall(r"EMBER_SHARED\(float, (\w+), (\d+)\)", src)
-    assert sorted(shared) == [("a_shared", "1024"), ("b_shared", "1024")]  # 64 x 16 operand tiles only
+    # 64 x 16 operand tiles, double-buffered (the main loop over K and its partitioned tail share them)
+    assert sorted(shared) == [(f"{t}_shared{k}", "1024") for t in "ab" for k in "01"]
     assert "__syncthreads();" in src  # the emulator's checking mode proves they are where they must be
     launch = json.loads(matmul_kernel().source("launches"))["kernels"][0]
     assert launch["block"] == [16, 16, 1]
@@ -213,3 +214,39 @@ def test_the_rule_picks_large_tiles_for_large_outputs():
     c = ember.compute((2048, 2048), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
     trace = str(ember.build(c, target=EMU, name="big").source("schedule"))
     assert "factor=128" in trace and "factor=8" in trace
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.sampled_from([8, 16, 24, 40, 72]), st.sampled_from([1, 8, 16]), st.integers(0, 99))
+def test_double_buffered_tiles_give_the_same_result(k, k_step, seed):
+    """Odd and even tile counts, a partitioned tail, one tile: the emulator's checking mode also proves every
+    barrier the alternating buffers need is there."""
+    f = _double_buffered(k, k_step)
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((64, k)).astype(np.float32)
+    b = rng.standard_normal((k, 64)).astype(np.float32)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+@functools.cache
+def _double_buffered(k: int, k_step: int):
+    a = ember.placeholder((64, k), name="a")
+    b = ember.placeholder((k, 64), name="b")
+    r = ember.reduce_axis(k, "r")
+    c = ember.compute((64, 64), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
+    s = ember.create_schedule(c)
+    schedule_tiled_matmul(s, s[c], contraction_reads(s[c]), MatmulTiles(4, k_step))
+    f = ember.build(s, [a, b, c], target=EMU, name=f"db_{k}_{k_step}")
+    assert ("a_shared1" in f.source("cuda")) == (k // k_step >= 2)  # loops of one tile (a tail) stay single
+    return f
+
+
+def test_double_buffer_on_a_loop_without_tiles_is_refused():
+    a = ember.placeholder((64, 64), name="a")
+    out = ember.compute((64, 64), lambda i, j: a[i, j] * 2, name="out")
+    s = ember.create_schedule(out)
+    i, j = s[out].leaf
+    s[out].bind(i, "blockIdx.x")
+    s[out].pragma(j, "double_buffer", 1)
+    with pytest.raises(CudaCodegenError, match="double_buffer on loop 'j'.*shared tiles"):
+        ember.build(s, [a, out], target=EMU, name="no_tiles")
