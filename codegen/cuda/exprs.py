@@ -11,9 +11,10 @@ import math
 import struct
 from typing import Callable
 
-from ...ir.dtype import DType
+from ...ir.dtype import INDEX, DType, int32
 from ...ir.expr import Binary, Call, Cast, Const, Expr, Select, Var
 from ...ir.loops import Buffer, Load
+from ..llvm.narrow import int_range
 
 
 class CudaCodegenError(ValueError):
@@ -141,20 +142,52 @@ def int_literal(value: int, dt: DType) -> str:
 
 
 class ExprPrinter:
-    """Renders expressions; `names` maps loop/let/size variables, `buffer_name` gives a buffer's C name."""
+    """Renders expressions; `names` maps loop/let/size variables, `buffer_name` gives a buffer's C name.
 
-    def __init__(self, names: dict[Var, str], buffer_name: Callable[[Buffer], str]):
-        self.names, self.buffer_name = names, buffer_name
+    Index arithmetic is 64-bit in the IR, and 64-bit integer multiplies and divisions are several instructions
+    each on a GPU. With `int_loops` (kernels without symbolic sizes, whose index expressions then all have known
+    ranges; mixing widths in symbolic kernels measured more registers and spills in ptxas), `int_vars` holds the
+    loop variables declared `int` (ranges from constant extents); an index expression whose every intermediate
+    value provably fits int32 over those ranges is printed in `int` arithmetic; any other expression promotes
+    those variables to `long long`."""
+
+    def __init__(self, names: dict[Var, str], buffer_name: Callable[[Buffer], str], int_loops: bool = False):
+        self.names, self.buffer_name, self.int_loops = names, buffer_name, int_loops
+        self.int_vars: dict[Var, tuple[int, int]] = {}
+        self.narrow = False
 
     def __call__(self, e: Expr) -> str:
         return self.expr(e)
 
     def expr(self, e: Expr) -> str:
+        if (not self.narrow and isinstance(e, Binary) and e.a.dtype == INDEX and self.int_vars
+                and int_range(e, self.int_vars) is not None):
+            self.narrow = True
+            try:
+                return self._expr(e)
+            finally:
+                self.narrow = False
+        return self._expr(e)
+
+    def loop_type(self, var: Var, extent: Expr) -> str:
+        """`int` for a loop variable whose range (from a constant extent) fits int32, else `long long`."""
+        hi = int_range(extent, self.int_vars) if self.int_loops and var.dtype == INDEX else None
+        if hi is None or hi[1] < 1:
+            self.int_vars.pop(var, None)
+            return compute_type(var.dtype)
+        self.int_vars[var] = (0, hi[1] - 1)
+        return "int"
+
+    def _expr(self, e: Expr) -> str:
         if isinstance(e, Const):
+            if self.narrow and e.dtype == INDEX:
+                return str(e.value)
             return float_literal(e.value, e.dtype) if e.dtype.is_float else int_literal(e.value, e.dtype)
         if isinstance(e, Var):
             if e not in self.names:
                 raise CudaCodegenError(f"variable {e.name!r} is used outside the loop or launch that defines it")
+            if e in self.int_vars and not self.narrow:
+                return f"((long long){self.names[e]})"
             return self.names[e]
         if isinstance(e, Load):
             return self.load(e.buffer, e.index)
@@ -184,7 +217,7 @@ class ExprPrinter:
             return self._bool_binary(op, a, b)
         if dt.is_float:
             return self._float_binary(op, a, b, dt)
-        return self._int_binary(op, a, b, dt)
+        return self._int_binary(op, a, b, int32 if self.narrow and dt == INDEX else dt)
 
     @staticmethod
     def _bool_binary(op: str, a: str, b: str) -> str:

@@ -82,7 +82,7 @@ class KernelRenderer:
         self.thread_varying: set[Var] = set()  # values that differ between the threads of a block
         self.divergent = 0  # depth of conditions (or loop counts) that differ between the threads of a block
         self.aligned: set[Buffer] = set()  # buffers accessed as float4: their pointers must be 16-byte aligned
-        self.printer = ExprPrinter(_VarNames(self), self.buffer_name)
+        self.printer = ExprPrinter(_VarNames(self), self.buffer_name, int_loops=not func.size_vars)
 
     # ---- names ----------------------------------------------------------------------------------------------------
     def fresh(self, name: str) -> str:
@@ -268,7 +268,8 @@ class KernelRenderer:
             tag = s.thread_tag
             self.emit("{")
             self.depth += 1
-            self.emit(f"const long long {name} = (long long){tag};")
+            ctype = self.printer.loop_type(s.var, s.extent)
+            self.emit(f"const {ctype} {name} = ({ctype}){tag};")
             self.enclosing.append(tag)
             if tag.startswith("threadIdx"):
                 self.thread_varying.add(s.var)
@@ -292,7 +293,9 @@ class KernelRenderer:
         name = self.var_names[s.var]
         if s.kind in ("unrolled", "vectorized"):
             self.emit("#pragma unroll")
-        self.emit(f"for (long long {name} = 0; {name} < {self.printer(s.extent)}; ++{name}) {{")
+        extent = self.printer(s.extent)
+        ctype = self.printer.loop_type(s.var, s.extent)
+        self.emit(f"for ({ctype} {name} = 0; {name} < {extent}; ++{name}) {{")
         self.depth += 1
         diverges = self._varies(s.extent)
         self.divergent += diverges
