@@ -4,6 +4,7 @@ Run:  python -m bench.perf                   (from the repository root; the full
       python -m bench.perf --quick           (a subset, under 2 minutes)
       python -m bench.perf --only kernels    (or --only models; combines with --quick)
       python -m bench.perf --match Conv      (only the kernels and models whose name and shape contain a pattern)
+      python -m bench.perf --target cuda     (the GPU benchmark instead: bench.cuda, see its docstring)
 
 Each kernel is a one- or few-node ONNX model compiled by `ember.compile` and run by onnxruntime
 (intra_op_num_threads=2, ORT_ENABLE_ALL); ember's output is checked against onnxruntime's. Times are the median
@@ -183,7 +184,12 @@ def main() -> None:
     parser.add_argument("--only", choices=["kernels", "models"], help="run one half only")
     parser.add_argument("--match", action="append", default=[], metavar="TEXT",
                         help="keep only cases whose 'name shape' contains TEXT (repeatable: any of them)")
+    parser.add_argument("--target", default="llvm", help='llvm (this benchmark), or "cuda" / "cuda -emulate": '
+                        'the GPU benchmark, bench.cuda')
     args = parser.parse_args()
+    if args.target != "llvm":
+        from .cuda import main as cuda_main
+        sys.exit(cuda_main(["--target", args.target] + [f"--match={m}" for m in args.match]))
     budget = 0.5 if args.quick else 1.0
     with tempfile.TemporaryDirectory(prefix="ember-perf-") as tmp:
         scratch = Path(tmp)
