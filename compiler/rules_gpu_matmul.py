@@ -83,8 +83,12 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     computing per_thread x per_thread outputs in registers (a local cache stage); per `k_step` along the
     reduction both operand tiles are staged in shared memory, fetched by all the block's threads together (their
     regions are relaxed over the thread loops; the code generator puts a barrier after the fetch and after their
-    use). Element-wise producers of the operands (im2col) are computed inside the fetch."""
-    operands = [sch.resolve(r.tensor) for r in reads]
+    use). Element-wise producers of the operands (im2col) are computed inside the fetch. An input read through
+    div/mod (a convolution's 4-D weights seen as a matrix) is read from global memory instead: its tile's bounding
+    box per dimension spans whole kernel windows (7x7 taps x 2 channels x 64 filters for a 16-wide step), more
+    shared memory than a block may use once double-buffered."""
+    staged = [r for r in reads if _plain(r) or not isinstance(sch.resolve(r.tensor).op, PlaceholderOp)]
+    operands = [sch.resolve(r.tensor) for r in staged]
     for t in operands:
         _inline_into_fetch(sch, t)
     acc = sch.cache_write(st.op.outputs[0], "local")
@@ -112,12 +116,17 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     ast.reorder(*abatch, aio, ajo, ko, ki, ai, aj)
     ast.unroll(ai)
     ast.unroll(aj)
-    ast.pragma(ko, "double_buffer", 1)
-    for tile, read in zip(shared, reads):
+    if shared:
+        ast.pragma(ko, "double_buffer", 1)
+    for tile, read in zip(shared, staged):
         tst = sch[tile]
         tst.compute_at(ast, ko)
-        _cooperative_fetch(tst, all(isinstance(x, Var) for x in read.indices))
+        _cooperative_fetch(tst, _plain(read))
     st.vectorize(xx)
+
+
+def _plain(read: TensorRead) -> bool:
+    return all(isinstance(x, Var) for x in read.indices)
 
 
 def _cooperative_fetch(tst: Stage, plain: bool) -> None:

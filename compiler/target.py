@@ -101,6 +101,18 @@ def _cuda_arch(value: object) -> str | None:
     return None
 
 
+def _default_arch(given: Mapping[str, object]) -> str:
+    """The current GPU's architecture when one is present (a cubin loads only on its own major architecture: an
+    sm_80 cubin does not run on an H100), else sm_80."""
+    if given.get("emulate"):
+        return "sm_80"
+    try:
+        import cupy  # noqa: PLC0415 - optional; only a cuda target without -arch asks
+        return f"sm_{cupy.cuda.Device().compute_capability}"
+    except Exception:  # noqa: BLE001 - no cupy, no driver or no device: the documented default
+        return "sm_80"
+
+
 def _default_mattr(given: Mapping[str, object]) -> str:
     # An explicit -mcpu usually targets another machine, so the host's feature list would be wrong there:
     # "" lets LLVM use that CPU's own feature set instead.
@@ -128,7 +140,8 @@ OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
                    _int_range(1)),
     ),
     "cuda": (
-        OptionSpec("arch", "str", "sm_80", "GPU architecture, sm_XX", _cuda_arch),
+        OptionSpec("arch", "str", _default_arch, "GPU architecture, sm_XX (default: the current GPU's, else sm_80)",
+                   _cuda_arch),
         OptionSpec("emulate", "flag", False, "run kernels on the CPU emulator instead of a GPU"),
         OptionSpec("max-threads-per-block", "int", 1024, "upper bound on threads in one block", _int_range(1, 1024)),
         OptionSpec("max-shared-memory-per-block", "int", 49152, "shared memory bytes one block may use",

@@ -4,11 +4,13 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 
 import llvmlite.binding as llvm
 import pytest
 
-from ember.compiler.target import KINDS, OPTIONS, SOCS, SocInfo, Target, TargetError, host_cpu, parse_target
+from ember.compiler.target import (KINDS, OPTIONS, SOCS, SocInfo, Target, TargetError, _parse, host_cpu,
+                                   parse_target)
 
 
 def test_kinds_and_tables_agree():
@@ -48,7 +50,7 @@ def test_explicit_mcpu_drops_host_features():
 
 def test_cuda_defaults_and_options():
     t = parse_target("cuda")
-    assert t.get("arch") == "sm_80"
+    assert t.get("arch") == "sm_80" or "cupy" in sys.modules  # on a GPU machine: the device's (test below)
     assert t.get("max-threads-per-block") == 1024
     assert t.get("max-shared-memory-per-block") == 49152
     assert t.emulate is False
@@ -118,6 +120,22 @@ def test_round_trip_hash_and_pickle(spec):
     assert parse_target(t) is t
     copy = pickle.loads(pickle.dumps(t))
     assert copy == t and hash(copy) == hash(t) and str(copy) == str(t)
+
+
+def test_cuda_arch_defaults_to_the_present_gpu(monkeypatch):
+    """A cubin loads only on its own major architecture, so without -arch a GPU target builds for the device."""
+    device = types.SimpleNamespace(compute_capability="90")
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda: device)))
+    _parse.cache_clear()
+    try:
+        assert parse_target("cuda").get("arch") == "sm_90"
+        assert parse_target("cuda -emulate").get("arch") == "sm_80"  # the emulator has no device to ask
+        assert parse_target("cuda -arch=sm_80").get("arch") == "sm_80"
+        monkeypatch.setitem(sys.modules, "cupy", None)  # no cupy: the documented default
+        _parse.cache_clear()
+        assert parse_target("cuda").get("arch") == "sm_80"
+    finally:
+        _parse.cache_clear()
 
 
 def test_parse_is_cached_and_hashable():

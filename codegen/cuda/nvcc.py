@@ -2,6 +2,7 @@
 which are checked against what the launch configuration assumes (registers per block, shared memory)."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -128,3 +129,17 @@ def spills(resources: Sequence[KernelResources]) -> list[str]:
     """Kernels that spill registers to local memory (slow, though correct)."""
     return [f"{r.kernel} ({r.arch}): spills {r.spill_stores} bytes stored, {r.spill_loads} loaded"
             for r in resources if r.spill_stores or r.spill_loads]
+
+
+def check_modules(modules: Sequence[tuple[str, Sequence[dict]]], archs: Sequence[str] = ARCHS) -> list[str]:
+    """Compile many generated modules (source, its launches' kernel entries) at once and list every kernel whose
+    resources exceed what its launch assumes or that spills. Kernel names repeat across modules (`kernel_k0`), so
+    each module's kernels are renamed apart first, letting them all share one translation unit per prelude."""
+    sources, launches = [], []
+    for k, (src, kernels) in enumerate(dict.fromkeys((s, json.dumps(l)) for s, l in modules)):
+        names = {entry["name"] for entry in json.loads(kernels)}
+        sources.append(_KERNEL_NAME.sub(lambda m, k=k: m.group(0).replace(f" {m.group(1)}(", f" {m.group(1)}_m{k}(")
+                                        if m.group(1) in names else m.group(0), src))
+        launches.extend({**entry, "name": f"{entry['name']}_m{k}"} for entry in json.loads(kernels))
+    resources = compile_check(sources, archs)
+    return check_resources(resources, launches) + spills(resources)
