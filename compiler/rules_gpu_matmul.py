@@ -115,14 +115,23 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     ajo, aj = ast.split(aj, tiles.per_thread)
     ast.reorder(*abatch, aio, ajo, ko, ki, ai, aj)
     ast.unroll(ai)
-    ast.unroll(aj)
+    _vectorize_by_4(ast, aj)  # each thread's columns read from the shared tile as float4
     if shared:
         ast.pragma(ko, "double_buffer", 1)
     for tile, read in zip(shared, staged):
         tst = sch[tile]
         tst.compute_at(ast, ko)
         _cooperative_fetch(tst, _plain(read))
-    st.vectorize(xx)
+    _vectorize_by_4(st, xx)  # float4 stores of each thread's row of outputs
+
+
+def _vectorize_by_4(st: Stage, axis) -> None:
+    """float4 accesses over a loop of 4 or 8 (the code generator's vector loops have 4 float lanes)."""
+    if axis.extent.value > 4:
+        axis, lanes = st.split(axis, 4)
+        st.unroll(axis)
+        axis = lanes
+    st.vectorize(axis)
 
 
 def _plain(read: TensorRead) -> bool:

@@ -23,7 +23,7 @@ PRELUDE = """#ifdef EMBER_EMULATE
 #else
 #include <cuda_fp16.h>
 #define EMBER_GLOBAL(T) T* __restrict__
-#define EMBER_SHARED(T, name, n) __shared__ T name[n]
+#define EMBER_SHARED(T, name, n) __shared__ __align__(16) T name[n]
 #define EMBER_LOAD4(p, i) (*reinterpret_cast<const float4*>(&(p)[i]))
 #define EMBER_STORE4(p, i, v) (*reinterpret_cast<float4*>(&(p)[i]) = (v))
 #endif
@@ -324,8 +324,8 @@ class KernelRenderer:
             self._float4(lane, body, loads)
             return True
         if not (isinstance(body, IfThenElse) and body.otherwise is None and isinstance(body.then, Store)
-                and _monotone_guard(body.cond, lane)):
-            return False
+                and body.then.buffer.scope != "local" and _monotone_guard(body.cond, lane)):
+            return False  # a guarded register update keeps one scalar copy (two measured register spills)
         loads = self._float4_loads(lane, body.then)
         if loads is None:
             return False
@@ -343,20 +343,23 @@ class KernelRenderer:
 
     @staticmethod
     def _float4_loads(lane: Var, st: Store) -> "list[Load] | None":
-        """The loads to read as float4 when `st` can be one float4 store (uniform loads stay scalar), else None."""
-        if _vector_base(st.buffer, st.index, lane) is None:
+        """The loads to read as float4 when `st` can be one float4 store (uniform loads stay scalar), else None.
+        Registers (local buffers) are read and written lane by lane: a store to them vectorizes its float4 loads
+        only (e.g. a register tile updated from a shared-memory row), and needs at least one."""
+        to_registers = st.buffer.scope == "local" and st.buffer.dtype.name == "float32"
+        if not to_registers and _vector_base(st.buffer, st.index, lane) is None:
             return None
         loads: list[Load] = []
         ok = [True]
 
         def visit(e: Expr) -> None:
-            if isinstance(e, Load) and lane in free_vars(e.index):
+            if isinstance(e, Load) and lane in free_vars(e.index) and e.buffer.scope != "local":
                 if _vector_base(e.buffer, e.index, lane) is None:
                     ok[0] = False
                 elif all(e is not x for x in loads):
                     loads.append(e)
         walk(st.value, visit)
-        return loads if ok[0] else None
+        return loads if ok[0] and (loads or not to_registers) else None
 
     def _float4(self, lane: Var, st: Store, loads: list[Load]) -> None:
         self.emit("{")
@@ -366,7 +369,8 @@ class KernelRenderer:
             name = self.fresh(f"{load.buffer.name}4")
             base = _vector_base(load.buffer, load.index, lane)
             self.emit(f"const float4 {name} = EMBER_LOAD4({self.buffer_name(load.buffer)}, {self.printer(base)});")
-            self.aligned.add(load.buffer)
+            if load.buffer.scope == "global":
+                self.aligned.add(load.buffer)
             comps = [Var(f"{name}.{c}", load.dtype) for c in "xyzw"]
             for c, v in zip("xyzw", comps):
                 self.var_names[v] = f"{name}.{c}"
@@ -379,6 +383,13 @@ class KernelRenderer:
                         return comps[k]
                 return Const(k, lane.dtype) if n is lane else None
             values.append(self.printer(transform(st.value, rule)))
+        if st.buffer.scope == "local":
+            for k, value in enumerate(values):
+                index = simplify_index(substitute(st.index, {lane: Const(k, lane.dtype)}))
+                self.emit(f"{self.buffer_name(st.buffer)}[{self.printer(index)}] = {value};")
+            self.depth -= 1
+            self.emit("}")
+            return
         base = _vector_base(st.buffer, st.index, lane)
         self.aligned.add(st.buffer)
         self.emit(f"EMBER_STORE4({self.buffer_name(st.buffer)}, {self.printer(base)}, "
@@ -469,9 +480,9 @@ def _monotone_guard(cond: Expr, lane: Var) -> bool:
 
 
 def _vector_base(buf: Buffer, index: Expr, lane: Var) -> "Expr | None":
-    """The index of lane 0 when `buf[index]` is a float4 access: float32 global memory, unit stride in `lane`,
-    lane 0 at a multiple of 4 elements."""
-    if buf.dtype.name != "float32" or buf.scope != "global" or coefficient(index, lane) != 1:
+    """The index of lane 0 when `buf[index]` is a float4 access: float32 global or shared memory (shared arrays
+    are declared 16-byte aligned), unit stride in `lane`, lane 0 at a multiple of 4 elements."""
+    if buf.dtype.name != "float32" or buf.scope not in ("global", "shared") or coefficient(index, lane) != 1:
         return None
     base = simplify_index(substitute(index, {lane: Const(0, lane.dtype)}))
     form = affine(base)
