@@ -22,14 +22,32 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA em
 dims = st.sampled_from([1, 2, 17, 31, 32, 64, 65, 97, 130])
 
 
-@functools.cache
-def matmul_kernel():
-    n, m, k = ember.var("n"), ember.var("m"), ember.var("k")
+def _matmul(n=None, k=None, m=None):
+    """a, b and c = a @ b; sizes left out are symbolic."""
+    n, k, m = (ember.var(v) if d is None else d for v, d in (("n", n), ("k", k), ("m", m)))
     a = ember.placeholder((n, k), name="a")
     b = ember.placeholder((k, m), name="b")
     r = ember.reduce_axis(k, "r")
-    return ember.build(ember.compute((n, m), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c"),
-                       target=EMU, name="gpu_mm")
+    return a, b, ember.compute((n, m), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
+
+
+def _tiled(tiles: MatmulTiles, name: str, **sizes):
+    a, b, c = _matmul(**sizes)
+    s = ember.create_schedule(c)
+    schedule_tiled_matmul(s, s[c], contraction_reads(s[c]), tiles)
+    return ember.build(s, [a, b, c], target=EMU, name=name)
+
+
+def _check_matmul(f, n, k, m, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal((k, m)).astype(np.float32)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+@functools.cache
+def matmul_kernel():
+    return ember.build(_matmul()[2], target=EMU, name="gpu_mm")
 
 
 @functools.cache
@@ -46,10 +64,7 @@ def batched_kernel():
 @settings(max_examples=8, deadline=None)
 @given(dims, dims, dims, st.integers(0, 99))
 def test_register_tiled_matmul(n, k, m, seed):
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, k)).astype(np.float32)
-    b = rng.standard_normal((k, m)).astype(np.float32)
-    np.testing.assert_allclose(matmul_kernel()(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    _check_matmul(matmul_kernel(), n, k, m, seed)
 
 
 def test_accumulators_live_in_registers_and_tiles_are_fetched_by_the_whole_block():
@@ -124,10 +139,7 @@ def _conv_stage():
 
 def _hand_tiled(fetch_threads: int, local_binding: bool = False):
     """A register-tiled matmul written by hand; `fetch_threads` threads along x copy each tile."""
-    a = ember.placeholder((64, 32), name="a")
-    b = ember.placeholder((32, 64), name="b")
-    r = ember.reduce_axis(32, "r")
-    c = ember.compute((64, 64), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
+    a, b, c = _matmul(64, 32, 64)
     s = ember.create_schedule(c)
     cl = s.cache_write(c, "local")
     bs = s.cache_read(b, "shared", [cl])
@@ -174,33 +186,18 @@ def test_binding_a_thread_index_twice_outside_a_shared_fetch_is_refused():
        st.integers(0, 99))
 def test_large_tiles_8x8_per_thread(n, k, m, seed):
     """The 128 x 128 tiles large outputs get, on shapes small enough to emulate."""
-    f = _large_tiled_kernel()
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, k)).astype(np.float32)
-    b = rng.standard_normal((k, m)).astype(np.float32)
-    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    _check_matmul(_large_tiled_kernel(), n, k, m, seed)
 
 
 @functools.cache
 def _large_tiled_kernel():
-    n, m, k = ember.var("n"), ember.var("m"), ember.var("k")
-    a = ember.placeholder((n, k), name="a")
-    b = ember.placeholder((k, m), name="b")
-    r = ember.reduce_axis(k, "r")
-    c = ember.compute((n, m), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
-    s = ember.create_schedule(c)
-    schedule_tiled_matmul(s, s[c], contraction_reads(s[c]), LARGE)
-    f = ember.build(s, [a, b, c], target=EMU, name="gpu_mm_large")
+    f = _tiled(LARGE, "gpu_mm_large")
     assert "float c_local[64];" in f.source("cuda")
     return f
 
 
 def test_the_rule_picks_large_tiles_for_large_outputs():
-    a = ember.placeholder((2048, 64), name="a")
-    b = ember.placeholder((64, 2048), name="b")
-    r = ember.reduce_axis(64, "r")
-    c = ember.compute((2048, 2048), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
-    trace = str(ember.build(c, target=EMU, name="big").source("schedule"))
+    trace = str(ember.build(_matmul(2048, 64, 2048)[2], target=EMU, name="big").source("schedule"))
     assert "factor=128" in trace and "factor=8" in trace
 
 
@@ -209,22 +206,12 @@ def test_the_rule_picks_large_tiles_for_large_outputs():
 def test_double_buffered_tiles_give_the_same_result(k, k_step, seed):
     """Odd and even tile counts, a partitioned tail, one tile: the emulator's checking mode also proves every
     barrier the alternating buffers need is there."""
-    f = _double_buffered(k, k_step)
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((64, k)).astype(np.float32)
-    b = rng.standard_normal((k, 64)).astype(np.float32)
-    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    _check_matmul(_double_buffered(k, k_step), 64, k, 64, seed)
 
 
 @functools.cache
 def _double_buffered(k: int, k_step: int):
-    a = ember.placeholder((64, k), name="a")
-    b = ember.placeholder((k, 64), name="b")
-    r = ember.reduce_axis(k, "r")
-    c = ember.compute((64, 64), lambda i, j: ember.sum(a[i, r] * b[r, j], axis=r), name="c")
-    s = ember.create_schedule(c)
-    schedule_tiled_matmul(s, s[c], contraction_reads(s[c]), MatmulTiles(4, k_step))
-    f = ember.build(s, [a, b, c], target=EMU, name=f"db_{k}_{k_step}")
+    f = _tiled(MatmulTiles(4, k_step), f"db_{k}_{k_step}", n=64, k=k, m=64)
     assert ("a_shared1" in f.source("cuda")) == (k // k_step >= 2)  # loops of one tile (a tail) stay single
     return f
 
