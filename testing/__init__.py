@@ -26,6 +26,7 @@ For fixed-size operators build the workload from the drawn shape first, then dra
 """
 from .check import RTOL, assert_close, check_kernel, mismatch, tolerance
 from .strategies import PRIMITIVES, arrays, dtypes, schedules, shapes, targets, workload
+from .gpu import gpu_test_target, gpu_test_unavailable
 
-__all__ = ["PRIMITIVES", "RTOL", "arrays", "assert_close", "check_kernel", "dtypes", "mismatch", "schedules",
-           "shapes", "targets", "tolerance", "workload"]
+__all__ = ["PRIMITIVES", "RTOL", "arrays", "assert_close", "check_kernel", "dtypes", "gpu_test_target",
+           "gpu_test_unavailable", "mismatch", "schedules", "shapes", "targets", "tolerance", "workload"]

@@ -1,20 +1,21 @@
-"""Whole models compiled for "cuda -emulate" (every fused partition built as CUDA and run on the emulator) match
-onnxruntime: an MLP built with onnx.helper and the small CNN from examples/."""
+"""Whole models compiled for "cuda -emulate" (every fused partition built as CUDA and run on the emulator, or on
+a GPU with EMBER_TEST_CUDA_TARGET=cuda) match onnxruntime: an MLP built with onnx.helper and the small CNN from examples/."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ember
+from ember.testing import gpu_test_target, gpu_test_unavailable
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
+EMU = gpu_test_target()  # the CPU emulator; EMBER_TEST_CUDA_TARGET=cuda runs the same cases on a GPU
+pytestmark = pytest.mark.skipif(gpu_test_unavailable() is not None, reason=str(gpu_test_unavailable()))
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -35,7 +36,7 @@ def mlp() -> "onnx.ModelProto":
 
 
 def _check(model: "onnx.ModelProto", feeds: dict[str, np.ndarray]) -> None:
-    compiled = ember.compile(model, target="cuda -emulate")
+    compiled = ember.compile(model, target=EMU)
     got = list(compiled.run(feeds).values())
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     for g, w in zip(got, want):

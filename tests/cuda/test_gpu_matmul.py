@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -14,11 +13,12 @@ from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import ember
+from ember.testing import gpu_test_target, gpu_test_unavailable
 from ember.codegen.cuda.exprs import CudaCodegenError
 from ember.compiler.rules_gpu_matmul import LARGE, MatmulTiles, contraction_reads, schedule_tiled_matmul
 
-EMU = "cuda -emulate"
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
+EMU = gpu_test_target()  # the CPU emulator; EMBER_TEST_CUDA_TARGET=cuda runs the same cases on a GPU
+pytestmark = pytest.mark.skipif(gpu_test_unavailable() is not None, reason=str(gpu_test_unavailable()))
 dims = st.sampled_from([1, 2, 17, 31, 32, 64, 65, 97, 130])
 
 

@@ -5,16 +5,16 @@ in about a second); shapes include 1, primes and sizes that are not multiples of
 from __future__ import annotations
 
 import functools
-import shutil
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import ember
+from ember.testing import gpu_test_target, gpu_test_unavailable
 
-EMU = "cuda -emulate"
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CUDA emulator needs g++")
+EMU = gpu_test_target()  # the CPU emulator; EMBER_TEST_CUDA_TARGET=cuda runs the same cases on a GPU
+pytestmark = pytest.mark.skipif(gpu_test_unavailable() is not None, reason=str(gpu_test_unavailable()))
 dims = st.sampled_from([1, 2, 3, 7, 31, 64, 97, 255, 257])
 
 
