@@ -69,7 +69,8 @@ class Lowerer:
     def _buffer(self, t: Tensor, st: "Stage | None") -> Buffer:
         if t not in self.buffers:
             scope = st.scope if st is not None and t not in self.args else "global"
-            self.buffers[t] = Buffer(t.name, t.shape, t.dtype, scope)
+            layout = st.layout if st is not None and t not in self.args else None
+            self.buffers[t] = Buffer(t.name, t.shape, t.dtype, scope, layout)
         return self.buffers[t]
 
     # ---- expressions ----------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ class Lowerer:
                                 f"be padded; use tail='guard'")
         if pad and st not in self.regions:
             for t in op.outputs:
-                self.buffers[t] = Buffer(t.name, self.buffer_shape(st, []), t.dtype, st.scope)
+                self.buffers[t] = Buffer(t.name, self.buffer_shape(st, []), t.dtype, st.scope, st.layout)
         bufs = [self._buffer(t, st) for t in op.outputs]
         if st in self.regions:
             store_idx = [loops.values[ax] for ax in st.root_axes[:len(op.axis)]]
@@ -299,7 +300,7 @@ class Lowerer:
                     shape = self.buffer_shape(prod, [ext for _, ext in self.regions[prod]])
                     scope = prod.scope if prod.scope != "global" else "local"
                     for t in prod.op.outputs:
-                        self.buffers[t] = Buffer(t.name, shape, t.dtype, scope)
+                        self.buffers[t] = Buffer(t.name, shape, t.dtype, scope, prod.layout)
 
     def _infer_region(self, prod: Stage, consumer: Stage, level: int) -> list[tuple[Expr, Expr]]:
         loops = self.loops[consumer]

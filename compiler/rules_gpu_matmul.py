@@ -88,6 +88,8 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     box per dimension spans whole kernel windows (7x7 taps x 2 channels x 64 filters for a 16-wide step), more
     shared memory than a block may use once double-buffered."""
     staged = [r for r in reads if _plain(r) or not isinstance(sch.resolve(r.tensor).op, PlaceholderOp)]
+    sides = {id(reads[0]): st.op.axis[-2].var, id(reads[1]): st.op.axis[-1].var}
+    k_var = st.op.reduce_axis[0].var
     operands = [sch.resolve(r.tensor) for r in staged]
     for t in operands:
         _inline_into_fetch(sch, t)
@@ -122,6 +124,8 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
         tst = sch[tile]
         tst.compute_at(ast, ko)
         _cooperative_fetch(tst, _plain(read))
+        if _plain(read):
+            _output_side_innermost(tst, read, sides[id(read)], k_var)
     _vectorize_by_4(st, xx)  # float4 stores of each thread's row of outputs
 
 
@@ -132,6 +136,17 @@ def _vectorize_by_4(st: Stage, axis) -> None:
         st.unroll(axis)
         axis = lanes
     st.vectorize(axis)
+
+
+def _output_side_innermost(tst: Stage, read: TensorRead, side: Var, k: Var) -> None:
+    """Store a tile with its output-side dimension innermost: each thread then reads 4 consecutive elements per
+    reduction step (float4; a row-major A tile would be 4 loads 16 apart). Rows padded by 4 floats keep float4
+    alignment and spread the fetch's transposing stores over more banks."""
+    dims = [next(d for d, x in enumerate(read.indices) if x is v) for v in (side, k)]
+    if dims[0] < dims[1]:
+        order = list(range(len(read.indices)))
+        order[dims[0]], order[dims[1]] = order[dims[1]], order[dims[0]]
+        tst.storage_layout(order, pad=4)
 
 
 def _plain(read: TensorRead) -> bool:

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 
 from ..ir.dtype import INDEX, bool_
 from ..ir.expr import Const, Expr, Var, all_of, const, select, substitute, transform
-from ..ir.loops import SCOPES
+from ..ir.loops import SCOPES, Layout
 from ..ir.structural import topo_ops
 from ..ir.symbolic import simplify
 from ..ir.tensor import (ComputeOp, IterVar, Operation, PlaceholderOp, Reduce, Tensor, TensorRead, compute,
@@ -93,6 +93,7 @@ class Stage:
         self.relations: list[Split | Fuse] = []
         self.attach = Attach()
         self.scope = "global"
+        self.layout: "Layout | None" = None
         self.read_map: dict[Tensor, Tensor] = {}
 
     def _dedupe_names(self) -> None:
@@ -347,6 +348,25 @@ class Stage:
     def compute_root(self) -> None:
         self.attach = Attach("root")
         self._record("compute_root")
+
+    def storage_layout(self, order: Sequence[int], pad: int = 0) -> None:
+        """Store this stage with its dimensions in `order` (outermost first) and the innermost row padded by `pad`
+        elements: a shared-memory tile read along another dimension than the one it is fetched along (a matmul
+        operand whose threads read 4 consecutive rows), the padding spreading the fetch's stores over memory banks
+        (TVM's storage_align). Indices and results do not change, only addresses."""
+        self._check_not_inlined("storage_layout")
+        order = [int(d) for d in order]
+        if sorted(order) != list(range(len(self.op.axis))):
+            raise ScheduleError(f"storage_layout on {self.name!r}: order {order} is not a permutation of its "
+                                f"{len(self.op.axis)} dimensions")
+        if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+            raise ScheduleError(f"storage_layout on {self.name!r}: pad must be a non-negative integer, got {pad!r}")
+        if self.is_output or len(self.op.outputs) != 1:
+            raise ScheduleError(f"storage_layout on {self.name!r}: only a single-output intermediate stage can be "
+                                f"stored in another layout (a kernel output keeps the row-major layout its caller "
+                                f"reads)")
+        self.layout = (tuple(order), pad)
+        self._record("storage_layout", order=order, pad=pad)
 
     def set_scope(self, scope: str) -> None:
         if scope not in SCOPES:
@@ -615,6 +635,8 @@ class Schedule:
                     getattr(st, kind)()
                 elif kind == "set_scope":
                     st.set_scope(a["scope"])
+                elif kind == "storage_layout":
+                    st.storage_layout(a["order"], a.get("pad", 0))
                 else:
                     raise ScheduleError(f"unknown schedule primitive {kind!r} in trace")
         except KeyError as err:

@@ -14,25 +14,39 @@ SCOPES = ("global", "local", "shared", "ub")
 LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled", "thread")
 
 
+Layout = tuple[tuple[int, ...], int]  # dimension order (outermost first) and padding of the innermost row
+
+
 class Buffer:
-    """A region of memory in a scope; indexing is row-major over `shape`."""
+    """A region of memory in a scope; indexing is row-major over `shape`, or over the dimensions in a `layout`'s
+    order with the innermost row padded (a schedule's storage_layout)."""
 
     __hash__ = object.__hash__
 
-    def __init__(self, name: str, shape: Sequence[Expr], dtype: DType, scope: str = "global"):
+    def __init__(self, name: str, shape: Sequence[Expr], dtype: DType, scope: str = "global",
+                 layout: "Layout | None" = None):
         if scope not in SCOPES:
             raise ValueError(f"unknown memory scope {scope!r}; valid scopes: {', '.join(SCOPES)}")
-        self.name, self.shape, self.dtype, self.scope = name, tuple(shape), dtype, scope
+        self.name, self.shape, self.dtype, self.scope, self.layout = name, tuple(shape), dtype, scope, layout
+
+    def _stored(self, indices: Sequence[Expr]) -> tuple[list[Expr], list[Expr]]:
+        """The stored dimensions and the indices along them."""
+        if self.layout is None:
+            return list(self.shape), list(indices)
+        order, pad = self.layout
+        dims = [self.shape[d] for d in order]
+        dims[-1] = dims[-1] + pad
+        return dims, [indices[d] for d in order]
 
     def flat_index(self, indices: Sequence[Expr]) -> Expr:
         out: Expr = const(0, INDEX)
-        for dim, idx in zip(self.shape, indices):
+        for dim, idx in zip(*self._stored(indices)):
             out = out * dim + cast(INDEX, idx)
         return out
 
     def size(self) -> Expr:
         out: Expr = const(1, INDEX)
-        for d in self.shape:
+        for d in self._stored(self.shape)[0]:
             out = out * d
         return out
 

@@ -54,8 +54,8 @@ def _rewrite(loop: For, copies: "dict[Buffer, tuple[Buffer, Buffer]]") -> Stmt:
         raise CudaCodegenError(f"{where}: the statements after the fetch write the shared tiles too")
     for b in tiles:
         if b not in copies:
-            copies[b] = (Buffer(f"{b.name}0", b.shape, b.dtype, "shared"),
-                         Buffer(f"{b.name}1", b.shape, b.dtype, "shared"))
+            copies[b] = (Buffer(f"{b.name}0", b.shape, b.dtype, "shared", b.layout),
+                         Buffer(f"{b.name}1", b.shape, b.dtype, "shared", b.layout))
     slots = [{b: copies[b][k] for b in tiles} for k in (0, 1)]
     extent = simplify(loop.extent)
     if isinstance(extent, Const) and extent.value <= 1:  # a single tile (a partitioned tail): nothing to overlap
