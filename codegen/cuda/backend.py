@@ -42,6 +42,17 @@ def cupy_or_raise():
     return cupy
 
 
+def on_current_device(cupy, arr, what: str):
+    """`arr` if its memory is on cupy's current GPU, where kernels launch; an array on another GPU is refused
+    before any launch (the kernel would fault or read another device's addresses)."""
+    current, where = cupy.cuda.runtime.getDevice(), arr.device.id
+    if where != current:
+        raise ValueError(f"{what} is on GPU {where}, but kernels run on GPU {current} (cupy's current device): copy "
+                         f"it there (`with cupy.cuda.Device({current}): x = cupy.asarray(x)`) or make GPU {where} "
+                         f"current")
+    return arr
+
+
 def kernel_specs(launches: dict):
     from .emulate import KernelParam, KernelSpec
     return [KernelSpec(k["name"], tuple(KernelParam(p["name"], p["kind"], p["ctype"]) for p in k["params"]))

@@ -11,7 +11,7 @@ import numpy as np
 from ...ir.expr import Var
 from ...ir.symbolic import evaluate
 from ...runtime.kernel import Kernel, Param
-from .backend import Launcher, cupy_or_raise
+from .backend import Launcher, cupy_or_raise, on_current_device
 
 
 def device_launcher(parts: dict, launches: dict) -> Launcher:
@@ -92,6 +92,7 @@ class DeviceKernel(Kernel):
         else:
             raise TypeError(f"kernel {self.name!r}: argument {p.name!r} is a {type(arr).__name__}; pass a cupy or "
                             f"numpy array, or an object with __cuda_array_interface__ or __dlpack__ on the GPU")
+        on_current_device(cupy, dev, f"kernel {self.name!r}: argument {p.name!r}")
         if dev.dtype != p.dtype.numpy:
             raise TypeError(f"kernel {self.name!r}: argument {p.name!r} has dtype {dev.dtype}, expected {p.dtype}")
         if dev.ndim != len(p.shape):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...runtime.executor import ALIGN, CompiledModel, TensorSpec
-from .backend import cupy_or_raise
+from .backend import cupy_or_raise, on_current_device
 
 
 def on_device(value: Any) -> bool:
@@ -30,6 +30,7 @@ class DeviceModel(CompiledModel):
         if not on_device(value):
             return cupy.asarray(super()._check_input(spec, value, want))
         arr = cupy.asarray(value) if hasattr(value, "__cuda_array_interface__") else cupy.from_dlpack(value)
+        on_current_device(cupy, arr, f"model {self.name!r}: input {spec.name!r}")
         if arr.dtype != spec.dtype.numpy:
             raise TypeError(f"model {self.name!r}: input {spec.name!r} must be {spec.dtype}, got {arr.dtype}")
         if arr.ndim != len(spec.shape) or any(isinstance(w, int) and w != g for w, g in zip(spec.shape, arr.shape)):

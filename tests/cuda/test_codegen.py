@@ -300,3 +300,14 @@ def test_sources_show_cuda_launches_and_ptx():
     assert json.loads(f.source("launches"))["kernels"][0]["grid"] == [1, 1, 1]
     if shutil.which("nvcc"):
         assert ".entry" in f.source("ptx")
+
+
+def test_an_array_on_another_gpu_is_named_in_the_refusal():
+    """The device check the GPU kernels and models run on every input (a stand-in cupy here)."""
+    from types import SimpleNamespace
+    from ember.codegen.cuda.backend import on_current_device
+    cupy = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDevice=lambda: 0)))
+    here, there = (SimpleNamespace(device=SimpleNamespace(id=k)) for k in (0, 1))
+    assert on_current_device(cupy, here, "x") is here
+    with pytest.raises(ValueError, match=r"argument 'a' is on GPU 1, but kernels run on GPU 0 .*cupy.cuda.Device\(0\)"):
+        on_current_device(cupy, there, "kernel 'k': argument 'a'")

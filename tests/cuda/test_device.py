@@ -80,3 +80,16 @@ def test_compiled_model_runs_on_device_buffers(batch):
     got = compiled(x)[0]
     assert isinstance(got, np.ndarray)
     np.testing.assert_allclose(got, want[0], rtol=1e-4, atol=1e-5)
+
+
+def test_an_array_on_another_gpu_is_refused_before_any_launch():
+    import cupy
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    n = ember.var("n")
+    a = ember.placeholder((n,), name="a")
+    f = ember.build(ember.compute((n,), lambda i: a[i] + 1, name="out"), target="cuda")
+    with cupy.cuda.Device(1):
+        elsewhere = cupy.arange(8, dtype=cupy.float32)
+    with pytest.raises(ValueError, match="is on GPU 1, but kernels run on GPU 0"):
+        f(elsewhere)
