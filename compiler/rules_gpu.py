@@ -11,7 +11,8 @@ Rules, per stage:
   block into two alternating buffers, element-wise producers of the operands (im2col) computed inside the fetch;
 - reductions over a long (or symbolic) axis, contractions excepted: one block per output element; the reduced
   loop is split across the block's threads, each accumulating in a register, combined by warp shuffles
-  (`__shfl_down_sync`) and, with several warps, through a small shared buffer.
+  (`__shfl_down_sync`) and, with several warps, through a small shared buffer; fewer than 32 outputs over 32K+
+  (or symbolic) elements each are reduced in two stages (128 partial results per output, a block each, rfactor).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .target import Target
 
 BLOCK = 256
 REDUCE_MIN = 64  # reduced length from which one output element is reduced by a whole block
+FEW_OUTPUTS, SPLIT_MIN, PARTS = 32, 1 << 15, 128  # fewer outputs than this reducing at least SPLIT_MIN: PARTS blocks
 VECTOR = 4  # float32 elements per thread of an element-wise stage (one float4)
 
 
@@ -86,8 +88,10 @@ def block_reduction(sch: Schedule, st: Stage, block: int) -> bool:
         length = None if n is None or length is None else length * n
     if length is not None and length < REDUCE_MIN:
         return False
-    threads = block if length is None else min(block, 32 * -(-length // 32))
     spatial = [a for a in st.leaf if a.kind == "spatial"]
+    if _few_outputs(st) and (length is None or length >= SPLIT_MIN) and len(st.op.reduce_axis) == 1:
+        return _two_stage_reduction(sch, st, block)
+    threads = block if length is None else min(block, 32 * -(-length // 32))
     reduce = st.fuse(*[a for a in st.leaf if a.kind == "reduce"])
     ko, ki = st.split(reduce, threads)
     if spatial:
@@ -98,6 +102,28 @@ def block_reduction(sch: Schedule, st: Stage, block: int) -> bool:
         st.reorder(ki, ko)
     st.bind(ki, "threadIdx.x")
     return True
+
+
+def _few_outputs(st: Stage) -> bool:
+    """Fewer outputs than a big GPU has SMs to spread one block each over (symbolic counts are assumed many)."""
+    count = 1
+    for iv in st.op.axis:
+        n = _const(iv.extent)
+        if n is None:
+            return False
+        count *= n
+    return count < FEW_OUTPUTS
+
+
+def _two_stage_reduction(sch: Schedule, st: Stage, block: int) -> bool:
+    """A long reduction into few outputs (a global sum): one block per output would leave the GPU idle, so the
+    reduced axis is split into PARTS slices reduced by a block each (rfactor), then a block per output combines
+    the partial results."""
+    reduce = next(a for a in st.leaf if a.kind == "reduce")
+    parts, _ = st.split(reduce, nparts=PARTS)
+    partial = sch[sch.rfactor(st.op.outputs[0], parts)]
+    final = sch[sch.resolve(st.op.outputs[0])]
+    return block_reduction(sch, partial, block) and block_reduction(sch, final, block)
 
 
 def _const(e) -> "int | None":

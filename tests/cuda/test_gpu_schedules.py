@@ -5,6 +5,7 @@ in about a second); shapes include 1, primes and sizes that are not multiples of
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -185,10 +186,21 @@ def total_kernel():
 
 
 @settings(max_examples=4)
-@given(st.sampled_from([1, 2, 1023, 1025, 5003]), st.integers(0, 99))
+@given(st.sampled_from([1, 2, 127, 129, 1025, 5003, 70001]), st.integers(0, 99))
 def test_reduction_to_one_value(n, seed):
+    """Two stages (128 partial sums, a block each, then one block): any length, even fewer than the parts."""
     x = _rng(seed).standard_normal(n).astype(np.float32)
-    np.testing.assert_allclose(total_kernel()(x), x.sum(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(total_kernel()(x), x.astype(np.float64).sum(), rtol=1e-4, atol=1e-3)
+    assert len(json.loads(total_kernel().source("launches"))["kernels"]) == 2
+
+
+def test_few_long_rows_are_reduced_in_two_stages():
+    a = ember.placeholder((3, 40000), name="a")
+    k = ember.reduce_axis(40000, "k")
+    f = _build("few_rows", ember.compute((3,), lambda i: ember.max(a[i, k], axis=k), name="out"))
+    assert "rfactor" in f.source("schedule")
+    x = _rng(5).standard_normal((3, 40000)).astype(np.float32)
+    np.testing.assert_allclose(f(x), x.max(1))
 
 
 @settings(max_examples=5)
