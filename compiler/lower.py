@@ -16,7 +16,7 @@ from ..ir.simplify import simplify_index
 from ..ir.symbolic import prove_equal, simplify
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead, identity_element
 from .bounds import BoundError, Range, bound, const_value, lower_of, max_floordiv_span, upper_of
-from .schedule import Axis, Schedule, ScheduleError, Split, Stage
+from .schedule import Axis, Schedule, ScheduleError, Split, Stage, attached_within
 
 
 @dataclass
@@ -168,7 +168,14 @@ class Lowerer:
         ext_c, full_c = const_value(extent), const_value(full)
         if ext_c is not None and full_c is not None:
             return _within(lo, const(full_c - ext_c + 1, INDEX), loop_ranges)
-        return prove_equal(lo, const(0, INDEX)) and prove_equal(extent, full)
+        if prove_equal(lo, const(0, INDEX)) and prove_equal(extent, full):
+            return True
+        try:  # a row of a symbolic count, at the loop over rows: lo in [0, full - extent]
+            lo_lo, lo_hi = bound(lo, loop_ranges)
+        except BoundError:
+            return False
+        low = const_value(lo_lo)
+        return low is not None and low >= 0 and prove_equal(simplify(lo_hi + extent), full)
 
     def _loop_ranges(self) -> dict[Var, Range]:
         """The range of every loop variable generated so far (this stage's and its consumers')."""
@@ -293,14 +300,14 @@ class Lowerer:
     def _place_attached(self, consumer: Stage) -> None:
         """Give every stage computed at `consumer`'s loops its region and region-sized buffer, before the
         consumer's body is lowered (its reads index into those buffers)."""
-        for level, ax in enumerate(consumer.leaf):
-            for prod in self.stages:
-                if prod.attach.kind == "at" and prod.attach.stage is consumer and prod.attach.axis is ax:
-                    self.regions[prod] = self._infer_region(prod, consumer, level)
-                    shape = self.buffer_shape(prod, [ext for _, ext in self.regions[prod]])
-                    scope = prod.scope if prod.scope != "global" else "local"
-                    for t in prod.op.outputs:
-                        self.buffers[t] = Buffer(t.name, shape, t.dtype, scope, prod.layout)
+        attached = [(consumer.leaf.index(p.attach.axis), p) for p in self.stages
+                    if p.attach.kind == "at" and p.attach.stage is consumer and p.attach.axis in consumer.leaf]
+        for level, prod in reversed(attached):  # consumers first: a producer's region covers their regions' reads
+            self.regions[prod] = self._infer_region(prod, consumer, level)
+            shape = self.buffer_shape(prod, [ext for _, ext in self.regions[prod]])
+            scope = prod.scope if prod.scope != "global" else "local"
+            for t in prod.op.outputs:
+                self.buffers[t] = Buffer(t.name, shape, t.dtype, scope, prod.layout)
 
     def _infer_region(self, prod: Stage, consumer: Stage, level: int) -> list[tuple[Expr, Expr]]:
         loops = self.loops[consumer]
@@ -312,15 +319,16 @@ class Lowerer:
         for body in consumer.op.body:
             for t in tensors:
                 reads.extend(self.sch.reads_of(t, body, consumer))
-        if not reads:
+        uses = [([simplify_index(substitute(i, loops.op_vars)) for i in idx], varying) for idx in reads]
+        uses += self._sibling_reads(prod, consumer, level, varying)
+        if not uses:
             raise ScheduleError(f"compute_at of {prod.name!r}: {consumer.name!r} does not read it")
         region: list[tuple[Expr, Expr]] = []
         for d, full in enumerate(tensors[0].shape):
             lo_all = hi_all = None
-            for idx in reads:
-                e = simplify_index(substitute(idx[d], loops.op_vars))
+            for idx, ranges in uses:
                 try:
-                    lo, hi = bound(e, varying)
+                    lo, hi = bound(idx[d], ranges)
                 except BoundError as err:
                     raise ScheduleError(f"compute_at of {prod.name!r} at {consumer.name}: {err}") from None
                 lo, hi = simplify_index(lo), simplify_index(hi)
@@ -328,6 +336,31 @@ class Lowerer:
                 hi_all = hi if hi_all is None else upper_of(hi_all, hi)
             region.append((lo_all, self._region_extent(simplify_index(hi_all - lo_all + 1), prod, consumer, d)))
         return region
+
+    def _sibling_reads(self, prod: Stage, consumer: Stage, level: int,
+                       varying: dict[Var, Range]) -> list[tuple[list[Expr], dict[Var, Range]]]:
+        """The reads of `prod` by the other stages computed at `consumer`'s loop `level` or inside it (a row max
+        read by the row sum and by the final stage), each with the ranges of the loop variables it varies over in
+        one iteration: the reader's own loops (its region is already known) and `varying`, the consumer's inner
+        loops. Every reader must be one of these or the consumer itself (Halide's rule)."""
+        at = consumer.leaf[level]
+        for c in self.sch.consumers(prod, through_inlined=True):
+            if c in self.stages and not attached_within(c, consumer, at):
+                raise ScheduleError(f"compute_at of {prod.name!r} at {consumer.name}.{at.name}: its consumer "
+                                    f"{c.name!r} is outside that loop (computed {c.attach.kind}); compute it at "
+                                    f"{consumer.name}.{at.name} or an inner loop, or compute {prod.name!r} outside")
+        out: list[tuple[list[Expr], dict[Var, Range]]] = []
+        for sib in self.stages:
+            if sib is prod or sib is consumer or not attached_within(sib, consumer, at) or sib not in self.regions:
+                continue
+            reads = [idx for body in sib.op.body for t in prod.op.outputs for idx in self.sch.reads_of(t, body, sib)]
+            if not reads:
+                continue
+            known = self.stage_loops(sib)
+            ranges = dict(varying)
+            ranges.update({ax.var: (const(0, INDEX), simplify(known.ext[ax] - 1)) for ax in sib.leaf})
+            out.extend(([simplify_index(substitute(i, known.op_vars)) for i in idx], ranges) for idx in reads)
+        return out
 
     def _thread_loops_around(self, consumer: Stage, level: int) -> dict[Var, Range]:
         """The threadIdx-bound loops enclosing `consumer.leaf[level]` (its own and those of the stages it is

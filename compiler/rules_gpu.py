@@ -6,9 +6,15 @@ Rules, per stage:
   (the tail is guarded); its reduction loops run serially in each thread, accumulating in a register, so any
   workload is correct; float32 element-wise stages give each thread 4 consecutive elements (a vectorized loop the
   code generator turns into float4 accesses where they are contiguous);
+- float16 x float16 contractions accumulated in float32 (2-D, sides multiples of 16, sm_70+): tensor cores
+  (`rules_gpu_tensorcore.py`): 64 x 64 block tiles, a warp per 32 x 32 holding WMMA accumulator fragments, operand
+  tiles staged in shared memory; other shapes take the rules below;
 - float32 contractions (a product of two tensors summed over one axis, leading batch axes; convolutions after
   im2col): register-tiled blocks (`rules_gpu_matmul.py`), operand tiles fetched into shared memory by the whole
   block into two alternating buffers, element-wise producers of the operands (im2col) computed inside the fetch;
+- row-wise normalisations (`rules_gpu_rowwise.py`: softmax, log-softmax, layer norm, RMS norm; an element-wise
+  stage reading sum/max/min reductions over its last axis): one kernel, a block per row, the reductions computed
+  at the row loop as cross-thread reductions into shared memory, the row written by the same threads;
 - reductions over a long (or symbolic) axis, contractions excepted: one block per output element; the reduced
   loop is split across the block's threads, each accumulating in a register, combined by warp shuffles
   (`__shfl_down_sync`) and, with several warps, through a small shared buffer; fewer than 32 outputs over 32K+
@@ -23,6 +29,8 @@ from ..ir.tensor import Tensor
 from .default_schedule import inline_elementwise
 from .schedule import Schedule, Stage
 from .rules_gpu_matmul import tiled_matmul
+from .rules_gpu_rowwise import rowwise_normalisation
+from .rules_gpu_tensorcore import has_tensor_cores, tensor_core_matmul
 from .target import Target
 
 BLOCK = 256
@@ -38,7 +46,8 @@ def gpu_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedu
     for st in reversed(list(sch.stages)):  # consumers first: a rule may inline or attach its producers
         if st.attach.kind != "root":
             continue
-        if not any(rule(sch, st, block) for rule in STAGE_RULES):
+        if not any(rule(sch, st, block) for rule in STAGE_RULES
+                   if rule is not tensor_core_matmul or has_tensor_cores(target)):
             bind_flat(sch, st, block)
     return sch
 
@@ -130,4 +139,5 @@ def _const(e) -> "int | None":
     return e.value if isinstance(e, Const) else None
 
 
-STAGE_RULES = (tiled_matmul, block_reduction)  # tried in order on each root stage; the first that applies wins
+# tried in order on each root stage; the first that applies wins
+STAGE_RULES = (tensor_core_matmul, tiled_matmul, rowwise_normalisation, block_reduction)

@@ -27,6 +27,8 @@ PRAGMAS = {  # loop annotations carried to the loop IR (For.annotations); a back
     "num_blocks": "at most this many cores run the loop nest (Ascend: blocks of the launch)",
     "double_buffer": "shared-memory tiles fetched at the start of each iteration of this loop alternate between two "
                      "buffers, the next tile fetched while the current one is used (cuda; value 1)",
+    "tensor_core": "this loop starts a 16x16x16 (i, j, k) tile of a float32 sum of products of two float16 operands "
+                   "into a local accumulator: one WMMA mma_sync executed by a whole warp (cuda, sm_70+; value 1)",
     "lane_reduce": "a short reduction loop (a power-of-two count of vector partials, as rfactor leaves) combined "
                    "as one vector halved step by step, not a serial chain (the llvm target; a sum is reassociated)",
 }
@@ -325,10 +327,14 @@ class Stage:
                                 f"can be computed inside another stage")
         if target.attach.kind == "inline":
             raise ScheduleError(f"compute_at of {self.name!r}: target stage {target.name!r} is inlined")
-        if consumers != [target]:
-            names = ", ".join(s.name for s in consumers) or "none"
-            raise ScheduleError(f"compute_at of {self.name!r} at {target.name!r}: {target.name!r} must be its only "
-                                f"consumer (consumers: {names})")
+        if not consumers:
+            raise ScheduleError(f"compute_at of {self.name!r} at {target.name!r}: no stage reads it")
+        for c in consumers:
+            if not attached_within(c, target, ax):
+                raise ScheduleError(f"compute_at of {self.name!r} at {target.name}.{ax.name}: its consumer "
+                                    f"{c.name!r} is outside that loop; every consumer must be {target.name!r} or "
+                                    f"be computed at {target.name!r} at {ax.name} or an inner loop (compute the "
+                                    f"consumers there first)")
         self.attach = Attach("at", target, ax)
         self._record("compute_at", parent=target.name, axis=ax.name)
 
@@ -377,6 +383,17 @@ class Stage:
     @property
     def is_output(self) -> bool:
         return any(t.op is self.op for t in self.schedule.outputs)
+
+
+def attached_within(st: Stage, target: Stage, ax: Axis) -> bool:
+    """Whether `st` is `target` itself or is computed at `target`'s loop `ax` or a loop inside it (Halide's rule for
+    a stage with several consumers: computed at `ax`, its region then covers every use in that iteration)."""
+    if st is target:
+        return True
+    if st.attach.kind != "at" or st.attach.stage is not target or st.attach.axis not in target.leaf \
+            or ax not in target.leaf:
+        return False
+    return target.leaf.index(st.attach.axis) >= target.leaf.index(ax)
 
 
 class Schedule:

@@ -21,6 +21,7 @@ from ...ir.loops import PrimFunc
 from .. import BackendUnavailable
 from .launch import MAX_BLOCK, MAX_GRID, LaunchConfigError, eval_json
 from .render import render
+from .tensorcore import check_arch
 
 NO_DEVICE = ("the cuda target needs cupy and an NVIDIA GPU to run kernels ({problem}); install cupy "
              "(pip install ember[cuda]) on a machine with a GPU, or add -emulate to the target "
@@ -91,6 +92,7 @@ class CUDABackend:
                f"{cupy.cuda.runtime.runtimeGetVersion()}"
 
     def compile(self, func: PrimFunc, target: Target) -> dict[str, "bytes | str"]:
+        check_arch(func.body, str(target.get("arch")))
         module = render(func, int(target.get("max-threads-per-block")),  # type: ignore[arg-type]
                         int(target.get("max-shared-memory-per-block")))  # type: ignore[arg-type]
         parts: dict[str, "bytes | str"] = {"cuda": module.source, "launches": json.dumps(module.launches)}

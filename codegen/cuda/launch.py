@@ -15,6 +15,7 @@ from ...ir.simplify import eval_binary, simplify_index
 from ...ir.symbolic import prove_equal
 from .exprs import CudaCodegenError
 from .xreduce import CrossThreadReduce, rewrite_cross_thread
+from .tensorcore import WARP_COLLECTIVES, WmmaStore, check_warp_collective, rewrite_tensor_cores
 
 TAGS = ("blockIdx.x", "blockIdx.y", "blockIdx.z", "threadIdx.x", "threadIdx.y", "threadIdx.z")
 MAX_GRID = {"x": 2**31 - 1, "y": 65535, "z": 65535}
@@ -61,7 +62,7 @@ def peel_temporaries(func: PrimFunc) -> tuple[list[Buffer], Stmt]:
 def plan_kernels(func: PrimFunc) -> tuple[list[Buffer], list[KernelPlan]]:
     """The temporaries and the launches of a function, each launch checked for races and rule violations."""
     temps, body = peel_temporaries(func)
-    body = rewrite_cross_thread(map_exprs(body, refuse_div_mod))
+    body = rewrite_tensor_cores(rewrite_cross_thread(map_exprs(body, refuse_div_mod)))
     stmts = body.stmts if isinstance(body, Seq) else [body]
     plans = []
     for stmt in stmts:
@@ -99,7 +100,7 @@ def _collect(plan: KernelPlan, func: PrimFunc) -> None:
                                            f"size must be known before the launch")
                 plan.loops.setdefault(s.thread_tag, []).append(s)
                 enclosing = enclosing + (s.thread_tag,)
-        elif isinstance(s, Store):
+        elif isinstance(s, (Store, WmmaStore)):
             used.setdefault(s.buffer)
             plan.stored.add(s.buffer)
         elif isinstance(s, CrossThreadReduce):
@@ -245,6 +246,8 @@ def _check_races(plan: KernelPlan) -> None:
                     raise CudaCodegenError(
                         f"kernel {plan.name}: the reduction into {s.buffer.name!r} does not depend on {tag}, so "
                         f"every block writes the same element (a dependency across blocks)")
+        elif isinstance(s, WARP_COLLECTIVES):  # fragments are warp-wide: whole warps, one tile per warp
+            check_warp_collective(plan.name, s, enclosing, deps, tags, plan.dim("threadIdx")[0])
         elif isinstance(s, Store) and s.buffer.scope in ("global", "shared"):
             index_tags = set().union(*(deps.get(v, set()) for v in free_vars(s.index)))
             for tag in tags:
@@ -310,7 +313,7 @@ def shared_access(s: Stmt) -> tuple[set[Buffer], set[Buffer]]:
             reads.add(e.buffer)
 
     def go(x: Stmt) -> None:
-        if isinstance(x, (Store, CrossThreadReduce)) and x.buffer.scope == "shared":
+        if isinstance(x, (Store, CrossThreadReduce, WmmaStore)) and x.buffer.scope == "shared":
             writes.add(x.buffer)
         for e in x.exprs():
             walk(e, visit_expr)

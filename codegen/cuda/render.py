@@ -15,6 +15,7 @@ from ...ir.simplify import affine, coefficient, simplify_index
 from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store
 from .exprs import HELPERS, CudaCodegenError, ExprPrinter, compute_type, storage_type
 from .xreduce import CrossThreadReduce
+from . import tensorcore
 from .double_buffer import double_buffer
 from .launch import KernelPlan, LaunchConfigError, expr_json, needs_guard, plan_kernels, shared_access
 
@@ -23,7 +24,7 @@ PRELUDE = """#ifdef EMBER_EMULATE
 #else
 #include <cuda_fp16.h>
 #define EMBER_GLOBAL(T) T* __restrict__
-#define EMBER_SHARED(T, name, n) __shared__ __align__(16) T name[n]
+#define EMBER_SHARED(T, name, n) __shared__ __align__(32) T name[n]
 #define EMBER_LOAD4(p, i) (*reinterpret_cast<const float4*>(&(p)[i]))
 #define EMBER_STORE4(p, i, v) (*reinterpret_cast<float4*>(&(p)[i]) = (v))
 #endif
@@ -52,6 +53,8 @@ def render(func: PrimFunc, max_threads: int, max_shared: int) -> CudaModule:
         text, info = KernelRenderer(func, plan, temps, max_threads, max_shared).render()
         parts.append(text)
         kernels.append(info)
+    if any("nvcuda::wmma::" in p for p in parts):
+        parts.insert(parts.index(KERNELS_MARK) + 1, tensorcore.INCLUDE)
     launches = {
         "name": func.name,
         "args": [{"name": b.name, "dtype": b.dtype.name, "shape": [expr_json(d) for d in b.shape]}
@@ -202,6 +205,8 @@ class KernelRenderer:
             self.allocate(s)
         elif isinstance(s, CrossThreadReduce):
             self.cross_thread_reduce(s)
+        elif isinstance(s, (tensorcore.Fragments, *tensorcore.WARP_COLLECTIVES)):
+            tensorcore.emit(self, s)
         else:
             raise CudaCodegenError(f"unknown statement {type(s).__name__}")
 

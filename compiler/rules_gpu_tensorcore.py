@@ -1,0 +1,99 @@
+"""GPU tensor-core matmul rule (see rules_gpu's docstring for the whole set): float16 x float16 -> float32.
+
+`C[i, j] = sum_k float32(A[i, k]) * float32(B[k, j])` (B may be read [j, k]) with M, N, K constant multiples of 16
+gets block tiles of up to 64 x 64, one warp per 32 x 32 (or 16-wide) sub-tile holding 2 x 2 (or fewer) WMMA
+accumulator fragments, operand tiles of 16 along K staged in shared memory by the whole block (double-buffered),
+and the 16 x 16 x 16 inner nest annotated `tensor_core` (codegen/cuda/tensorcore.py). Other shapes are left to the
+later rules: a tail tile would need a guarded (per-element) write-back, which a warp-wide fragment store cannot be.
+"""
+from __future__ import annotations
+
+from ..ir.expr import Cast, Const, Var
+from ..ir.tensor import Reduce, TensorRead
+from .schedule import Schedule, Stage
+from .target import Target
+
+TILE, WARP_TILE, MAX_BLOCK_TILE, MIN_ARCH = 16, 32, 64, 70
+
+
+def has_tensor_cores(target: Target) -> bool:
+    """CUDA targets of Volta (sm_70) or newer."""
+    return target.kind == "cuda" and int(str(target.get("arch")).replace("sm_", "")) >= MIN_ARCH
+
+
+def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
+    """The (row, column) float16 operands of a 2-D float32-accumulating contraction with constant sides that are
+    multiples of 16, else None."""
+    body = st.op.body[0] if len(st.op.body) == 1 else None
+    if not (isinstance(body, Reduce) and body.combiner == "sum" and len(st.op.axis) == 2
+            and len(st.op.reduce_axis) == 1 and len(st.op.outputs) == 1
+            and st.op.outputs[0].dtype.name == "float32" and isinstance(body.where, Const) and body.where.value):
+        return None
+    extents = [iv.extent for iv in (*st.op.axis, *st.op.reduce_axis)]
+    if not all(isinstance(e, Const) and e.value % TILE == 0 for e in extents):
+        return None
+    src = body.sources[0]
+    if getattr(src, "op", None) != "mul":
+        return None
+    reads = []
+    for x in src.children():
+        if not (isinstance(x, Cast) and x.dtype.name == "float32" and isinstance(x.value, TensorRead)
+                and x.value.dtype.name == "float16" and all(isinstance(v, Var) for v in x.value.indices)):
+            return None
+        reads.append(x.value)
+    if reads[0].tensor is reads[1].tensor:
+        return None
+    i, j = (iv.var for iv in st.op.axis)
+    k = st.op.reduce_axis[0].var
+    for a, b in (reads, reads[::-1]):
+        if {*a.indices} == {i, k} and {*b.indices} == {j, k} and len(a.indices) == len(b.indices) == 2:
+            return a, b
+    return None
+
+
+def _block_tile(n: int) -> int:
+    return next(t for t in (MAX_BLOCK_TILE, WARP_TILE, TILE) if n % t == 0)
+
+
+def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
+    """The rule; `block` (max threads) must hold 32 x (warps per block)."""
+    reads = half_contraction(st)
+    if reads is None:
+        return False
+    ty_n, tx_n = (_block_tile(iv.extent.value) for iv in st.op.axis)  # type: ignore[attr-defined]
+    wy, wx = max(ty_n // WARP_TILE, 1), max(tx_n // WARP_TILE, 1)
+    if 32 * wy * wx > block:
+        return False
+    acc = sch.cache_write(st.op.outputs[0], "local")
+    shared = [sch.cache_read(sch.resolve(r.tensor), "shared", [acc]) for r in reads]
+    i, j = st.leaf
+    by, yi = st.split(i, ty_n)
+    bx, xi = st.split(j, tx_n)
+    wyo, yy = st.split(yi, nparts=wy)
+    wxo, xx = st.split(xi, nparts=wx)
+    st.reorder(by, bx, wyo, wxo, yy, xx)
+    st.bind(by, "blockIdx.y")
+    st.bind(bx, "blockIdx.x")
+    st.bind(wyo, "threadIdx.y")  # one warp per (y, z); threadIdx.x is the warp's 32 lanes, bound in the fetches
+    st.bind(wxo, "threadIdx.z")
+    ast = sch[acc]
+    ast.compute_at(st, wxo)
+    ai, aj, ak = ast.leaf
+    ko, ki = ast.split(ak, TILE)
+    aio, ai = ast.split(ai, TILE)
+    ajo, aj = ast.split(aj, TILE)
+    ast.reorder(ko, aio, ajo, ai, aj, ki)
+    ast.unroll(aio)  # constant fragment indices: the fragments stay in registers
+    ast.unroll(ajo)
+    ast.pragma(ai, "tensor_core", 1)
+    ast.pragma(ko, "double_buffer", 1)
+    for tile in shared:
+        tst = sch[tile]
+        tst.compute_at(ast, ko)
+        rest, x = tst.split(tst.fuse(*tst.leaf), 32)
+        rest, z = tst.split(rest, wx)
+        _, y = tst.split(rest, wy)
+        tst.bind(x, "threadIdx.x")
+        tst.bind(y, "threadIdx.y")
+        tst.bind(z, "threadIdx.z")
+    return True

@@ -1,0 +1,172 @@
+"""Tensor cores (WMMA m16n16k16, float16 operands, float32 accumulation): the default rule and the `tensor_core`
+pragma, run on the CUDA emulator (checking mode) against numpy, compile-checked with nvcc, and their refusals."""
+from __future__ import annotations
+
+import functools
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import ember
+from ember.codegen.cuda import CudaCodegenError
+from ember.codegen.cuda.backend import CUDABackend
+from ember.testing import gpu_test_target, gpu_test_unavailable
+
+EMU = gpu_test_target()
+pytestmark = pytest.mark.skipif(gpu_test_unavailable() is not None, reason=str(gpu_test_unavailable()))
+sides = st.sampled_from([16, 48, 80, 130, 1, 7, 64])
+
+
+def _matmul(m: int, n: int, k: int, b_transposed: bool = False, dtype: str = "float16"):
+    a = ember.placeholder((m, k), name="a", dtype=dtype)
+    b = ember.placeholder((n, k) if b_transposed else (k, n), name="b", dtype=dtype)
+    r = ember.reduce_axis(k, "k")
+    read_b = (lambda j: b[j, r]) if b_transposed else (lambda j: b[r, j])
+    c = ember.compute((m, n), lambda i, j: ember.sum(ember.cast("float32", a[i, r]) * ember.cast("float32", read_b(j)),
+                                                      axis=r), name="c")
+    return a, b, c
+
+
+def _inputs(m: int, n: int, k: int, b_transposed: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float16)
+    b = rng.standard_normal((n, k) if b_transposed else (k, n)).astype(np.float16)
+    return a, b
+
+
+def _reference(a: np.ndarray, b: np.ndarray, b_transposed: bool) -> np.ndarray:
+    bf = b.astype(np.float32)
+    return a.astype(np.float32) @ (bf.T if b_transposed else bf)
+
+
+@functools.cache
+def default_kernel(m: int, n: int, k: int, b_transposed: bool):
+    a, b, c = _matmul(m, n, k, b_transposed)
+    return ember.build(c, [a, b, c], target=EMU, name=f"tc_{m}_{n}_{k}_{int(b_transposed)}")
+
+
+@settings(max_examples=8, deadline=None)
+@given(sides, sides, st.sampled_from([16, 48, 80, 130, 7]), st.booleans())
+def test_default_schedule_matches_numpy(m, n, k, b_transposed):
+    """Sides that are multiples of 16 take tensor cores; any other shape falls back to the float32 rules."""
+    f = default_kernel(m, n, k, b_transposed)
+    a, b = _inputs(m, n, k, b_transposed, m * n + k)
+    np.testing.assert_allclose(f(a, b), _reference(a, b, b_transposed), rtol=1e-5, atol=1e-4)
+    assert ("mma_sync" in f.source("cuda")) == (m % 16 == 0 and n % 16 == 0 and k % 16 == 0)
+
+
+def _hand_schedule(m: int, n: int, k: int, warp_loop: bool = False, tile: int = 16, per_tile: bool = False,
+                   dtype: str = "float16"):
+    """A 32 x 32 block tile, one warp holding 2 x 2 fragments, operand tiles staged in shared memory by the warp.
+    `per_tile`: the reduction runs inside each 16 x 16 tile (each fragment initialised on its own). `warp_loop`
+    binds the output's columns to threadIdx.x (wrong: a fragment belongs to a whole warp)."""
+    a, b, c = _matmul(m, n, k, dtype=dtype)
+    sch = ember.create_schedule(c)
+    acc = sch.cache_write(c, "local")
+    tiles = [sch.cache_read(t, "shared", [acc]) for t in (a, b)]
+    cst = sch[c]
+    i, j = cst.leaf
+    by, yi = cst.split(i, 32)
+    bx, xi = cst.split(j, 32 * (32 if warp_loop else 1))  # warp_loop: 32 columns per lane
+    cst.reorder(by, bx, yi, xi)
+    cst.bind(by, "blockIdx.y")
+    cst.bind(bx, "blockIdx.x")
+    ast = sch[acc]
+    if warp_loop:
+        xo, _ = cst.split(xi, nparts=32)
+        cst.reorder(by, bx, xo, yi)
+        cst.bind(xo, "threadIdx.x")
+        ast.compute_at(cst, xo)
+    else:
+        ast.compute_at(cst, bx)
+    ai, aj, ak = ast.leaf
+    ko, ki = ast.split(ak, tile)
+    aio, ai = ast.split(ai, tile)
+    ajo, aj = ast.split(aj, tile)
+    ast.reorder(*((aio, ajo, ko) if per_tile else (ko, aio, ajo)), ai, aj, ki)
+    ast.pragma(ai, "tensor_core", 1)
+    for t in tiles:
+        tst = sch[t]
+        tst.compute_at(ast, ko)
+        _, lane = tst.split(tst.fuse(*tst.leaf), 32)
+        tst.bind(lane, "threadIdx.x")
+    return sch, [a, b, c]
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.sampled_from([32, 64, 96]), st.sampled_from([32, 64]), st.sampled_from([16, 48, 80]), st.booleans())
+def test_pragma_in_a_hand_written_schedule(m, n, k, per_tile):
+    sch, args = _hand_schedule(m, n, k, per_tile=per_tile)
+    f = ember.build(sch, args, target=EMU, name=f"tc_hand_{m}_{n}_{k}_{int(per_tile)}")
+    src = f.source("cuda")
+    assert "mma_sync" in src and "fill_fragment" in src and "store_matrix_sync" in src
+    a, b = _inputs(m, n, k, False, k)
+    np.testing.assert_allclose(f(a, b), _reference(a, b, False), rtol=1e-5, atol=1e-4)
+
+
+def test_onnx_float16_matmul_uses_tensor_cores(monkeypatch):
+    """The importer's float16 MatMul accumulates in float32 (then casts to float16): that stage takes WMMA."""
+    sources: list[str] = []
+    original = CUDABackend.compile
+
+    def record(self, func, target):
+        parts = original(self, func, target)
+        sources.append(parts["cuda"])
+        return parts
+    monkeypatch.setattr(CUDABackend, "compile", record)
+    f = ember.jit(lambda x, y: ember.jnp.matmul(x, y), target=EMU)
+    a, b = _inputs(48, 64, 32, False, 3)
+    out = f(a, b)
+    assert out.dtype == np.float16 and any("mma_sync" in s for s in sources)
+    np.testing.assert_allclose(out.astype(np.float32), _reference(a, b, False), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("b_transposed", [False, True])
+def test_nvcc_compiles_for_sm80_and_sm90_within_resources(b_transposed):
+    from ember.codegen.cuda import nvcc
+    from ember.codegen.cuda.render import render
+    from ember.compiler.default_schedule import default_schedule
+    from ember.compiler.pipeline import lower_to_loops
+    from ember.compiler.target import parse_target
+    target = parse_target(EMU)
+    a, b, c = _matmul(128, 64, 48, b_transposed)
+    func = lower_to_loops(default_schedule(c, target), [a, b, c], "tc_nvcc", target=target)
+    module = render(func, 1024, 49152)
+    resources = nvcc.compile_check([module.source], ("sm_80", "sm_90"))
+    assert {r.arch for r in resources} == {"sm_80", "sm_90"}
+    assert nvcc.check_resources(resources, module.launches["kernels"]) == []
+    assert nvcc.spills(resources) == []
+
+
+def test_pragma_on_a_nest_that_is_not_16_cubed_is_refused():
+    sch, args = _hand_schedule(64, 64, 64, tile=32)
+    with pytest.raises(CudaCodegenError, match=r"tensor_core nest .*exactly three loops of 16.*32 x 32 x 32"):
+        ember.build(sch, args, target=EMU, name="tc_bad_tile")
+
+
+def test_pragma_on_float32_operands_is_refused():
+    sch, args = _hand_schedule(32, 32, 32, per_tile=True, dtype="float32")
+    with pytest.raises(CudaCodegenError, match=r"operand 'a.shared' is float32; tensor cores take float16"):
+        ember.build(sch, args, target=EMU, name="tc_bad_dtype")
+
+
+def test_pragma_below_sm70_is_refused_and_the_default_rule_stays_off():
+    sch, args = _hand_schedule(32, 32, 16)
+    with pytest.raises(CudaCodegenError, match=r"target arch sm_61 has no tensor cores"):
+        ember.build(sch, args, target="cuda -arch=sm_61 -emulate", name="tc_old_arch")
+    a, b, c = _matmul(32, 32, 16)
+    f = ember.build(c, [a, b, c], target="cuda -arch=sm_61 -emulate", name="tc_old_default")
+    assert "mma_sync" not in f.source("cuda")
+    x, y = _inputs(32, 32, 16, False, 1)
+    np.testing.assert_allclose(f(x, y), _reference(x, y, False), rtol=1e-5, atol=1e-4)
+
+
+def test_fragment_inside_a_thread_loop_is_refused():
+    """A fragment belongs to a whole warp: a tensor_core nest inside a loop bound to threadIdx.x would give each lane
+    its own tile."""
+    sch, args = _hand_schedule(32, 1024, 16, warp_loop=True)
+    with pytest.raises(CudaCodegenError, match=r"warp collective inside loop .* bound to threadIdx.x"):
+        ember.build(sch, args, target=EMU, name="tc_in_lane_loop")
