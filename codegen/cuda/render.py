@@ -259,10 +259,14 @@ class KernelRenderer:
                                    f"not a compile-time constant (registers need a fixed size)")
         name = self.fresh(buf.name)
         self.buf_names[buf] = name
+        self.scoped(f"{storage_type(buf.dtype)} {name}[{max(size.value, 1)}];", s.body)
+
+    def scoped(self, declaration: str, body: Stmt) -> None:
+        """A `{ ... }` block declaring register storage for `body` only."""
         self.emit("{")
         self.depth += 1
-        self.emit(f"{storage_type(buf.dtype)} {name}[{max(size.value, 1)}];")
-        self.stmt(s.body)
+        self.emit(declaration)
+        self.stmt(body)
         self.depth -= 1
         self.emit("}")
 

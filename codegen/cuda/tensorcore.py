@@ -371,12 +371,8 @@ def emit(r, s: Stmt) -> None:
     if isinstance(s, Fragments):
         name = r.fresh(f"{s.acc.name}_frag")
         r.buf_names[s.acc] = name
-        r.emit("{")
-        r.depth += 1
-        r.emit(f"{_W}fragment<{_W}accumulator, 16, 16, 16, float> {name}[{(s.rows // TILE) * (s.cols // TILE)}];")
-        r.stmt(s.body)
-        r.depth -= 1
-        r.emit("}")
+        r.scoped(f"{_W}fragment<{_W}accumulator, 16, 16, 16, float> {name}[{(s.rows // TILE) * (s.cols // TILE)}];",
+                 s.body)
     elif isinstance(s, WmmaFill) and s.base is not None:
         r.emit(f"{_W}fill_fragment({_fragment(r, s.acc, s.base)}, {p(s.value)});")
     elif isinstance(s, WmmaFill):
