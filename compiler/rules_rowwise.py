@@ -1,15 +1,14 @@
 """CPU schedule for row reductions and the element-wise stages that read them (Softmax, LogSoftmax,
-LayerNormalization, other normalizations over the last axis).
+LayerNormalization, RMS norm, other normalizations over the last axis).
 
 A row reduction reduces the contiguous last axis of its input. The generic schedule runs it as a scalar loop with
 a serial dependency on one accumulator (or, where several rows fit a vector, as gathers across rows). Here the
-row is split by the vector width and `rfactor`ed: a vector of partial results accumulates contiguous loads (one
-vector exp per 8 elements for softmax's sum), computed per row into a local buffer, then the few partials are
-combined. When a row reduction's only reader is an element-wise stage that reads it once per row, the reduction
-is computed at that stage's row loop (`compute_at`; through one inlined element-wise stage, such as layer norm's
-1 / sqrt(variance + eps), which is then computed there too): each row is reduced and then written while it is in
-L1, rows in parallel, instead of separate passes over the whole tensor. A reduction with several readers (softmax's
-max, layer norm's mean) stays a pass of its own, vectorized the same way: `compute_at` needs a single reader.
+row is split by the vector width and `rfactor`ed: a vector of partial results accumulates contiguous loads, then
+the few partials are combined. An element-wise stage reading such reductions row by row (compiler/rowwise_match.py:
+directly, through each other or through a stored element-wise row such as softmax's exponentials) is the end of a
+row group: the whole group is computed at its row loop (multi-reader `compute_at`), rows in parallel, each row
+reduced, exponentiated into a row-long local buffer and written while it is in L1 — one pass over the tensor
+instead of one per reduction. Reductions outside any group are a vectorized pass of their own.
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ import math
 from ..ir.expr import Const, Expr, free_vars, walk
 from ..ir.simplify import affine, simplify_index
 from ..ir.tensor import Reduce, TensorRead
+from .rowwise_match import RowGroup, row_group
 from .schedule import Stage
 
 COMBINERS = ("sum", "max", "min")
@@ -81,32 +81,6 @@ def _vectorize_reduction(st: Stage, lanes: int) -> Stage:
     return rf
 
 
-def _row_reader(st: Stage) -> "tuple[Stage, Stage | None] | None":
-    """The only reader of a row reduction, when it is an element-wise root stage whose last axis does not index
-    the reduction (so one row of it needs one value of the reduction); possibly through one inlined element-wise
-    stage that only it reads (layer norm's 1 / sqrt(variance + eps)), returned second."""
-    sch = st.schedule
-    consumers = sch.consumers(st)
-    if st.is_output or len(consumers) != 1:
-        return None
-    e, via = consumers[0], None
-    if e.attach.kind == "inline":
-        after = sch.consumers(e)
-        if len(after) != 1:
-            return None
-        via, e = e, after[0]
-    if e.op.reduce_axis or len(e.op.outputs) != 1 or e.attach.kind != "root" or len(e.op.axis) < 2:
-        return None
-    if not isinstance(e.op.axis[-1].extent, Const):
-        return None
-    col, source = e.op.axis[-1].var, via or st
-    reads = [read for body in e.op.body for read in _reads(body)
-             if sch.resolve(e.read_map.get(read.tensor, read.tensor)).op is source.op]
-    if not reads or any(col in free_vars(i) for read in reads for i in read.indices):
-        return None
-    return e, via
-
-
 def _work(st: Stage) -> "int | None":
     extents = [ax.extent for ax in st.root_axes]
     return math.prod(e.value for e in extents) if all(isinstance(e, Const) for e in extents) else None
@@ -120,33 +94,46 @@ def _parallel_rows(st: Stage, rows: list, work: "int | None"):
 
 
 def schedule_rowwise(sch, lanes_of) -> set[Stage]:
-    """Schedule every row reduction of `sch` and the element-wise stages that can compute them per row; returns
-    the stages it scheduled (the default rules leave those alone). `lanes_of(stage)` is the vector width."""
+    """Schedule every row-wise group of `sch` (an element-wise stage and the row reductions it reads) row by row,
+    then every other row reduction as a pass of its own; returns the stages it scheduled (the default rules leave
+    those alone). `lanes_of(stage)` is the vector width."""
     done: set[Stage] = set()
-    row_loops: dict[Stage, object] = {}
-    for st in [st for st in sch.stages if is_row_reduction(st, lanes_of(st))]:
-        work = _work(st)
+    for st in reversed(list(sch.stages)):
+        group = row_group(sch, st)
+        if group is not None and all(is_row_reduction(r, lanes_of(r)) for r in group.reductions):
+            done |= _schedule_group(st, group, lanes_of)
+    for st in [st for st in sch.stages if st not in done and is_row_reduction(st, lanes_of(st))]:
         rf = _vectorize_reduction(st, lanes_of(st))
-        found = _row_reader(st)
-        reader, via = found if found is not None else (None, None)
-        if reader is not None and reader.relations and reader not in row_loops:
-            reader = None  # scheduled by another rule
-        if reader is not None and reader not in row_loops:
-            *outer, col = reader.leaf
-            _, lane = reader.split(col, lanes_of(reader))
-            row_loops[reader] = _parallel_rows(reader, outer, _work(reader))
-            reader.vectorize(lane)
-            done.add(reader)
-        if reader is None:
-            _parallel_rows(st, st.leaf[:len(st.op.axis)], work)
-        elif via is None:
-            st.compute_at(reader, row_loops[reader])
-        else:
-            via.compute_root()
-            via.compute_at(reader, row_loops[reader])
-            st.compute_at(via, via.leaf[-1])
-            done.add(via)
+        _parallel_rows(st, st.leaf[:len(st.op.axis)], _work(st))
         rf.compute_at(st, st.leaf[-2])
         st.pragma(st.leaf[-1], "lane_reduce", 1)
         done |= {st, rf}
     return done
+
+
+def _schedule_group(st: Stage, group: RowGroup, lanes_of) -> set[Stage]:
+    """The rows of `st` in parallel; at each row, in producer order: the row reductions (vectorized partials),
+    the stored element-wise rows (a row-long local buffer) and the per-row values, then the row itself."""
+    *outer, col = st.leaf
+    _, lane = st.split(col, lanes_of(st))
+    row = _parallel_rows(st, outer, _work(st))
+    st.vectorize(lane)
+    done = {st}
+    for one in group.per_row:  # consumers first: each member's readers must already be at the row loop
+        one.compute_root()
+        one.compute_at(st, row)
+        done.add(one)
+    for member in sorted(group.reductions + group.rows, key=st.schedule.stages.index, reverse=True):
+        if member in group.rows:
+            _, lane = member.split(member.leaf[-1], lanes_of(member))
+            member.vectorize(lane)
+            member.compute_at(st, row)
+        else:
+            rf = _vectorize_reduction(member, lanes_of(member))
+            member.compute_at(st, row)
+            rf.compute_at(st, row)  # at the row loop itself: the stages before it may then feed it
+            member.pragma(member.leaf[-1], "lane_reduce", 1)
+            done.add(rf)
+        done.add(member)
+    return done
+

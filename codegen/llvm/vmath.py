@@ -30,10 +30,6 @@ def _fma(em, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
     return em.builder.call(em.intrinsic("llvm.fmuladd", x.type, [x.type] * 3, [x.type]), [x, y, z])
 
 
-def _binary(em, name: str, x: ir.Value, y: ir.Value) -> ir.Value:
-    return em.builder.call(em.intrinsic(f"llvm.{name}", x.type, [x.type] * 2, [x.type]), [x, y])
-
-
 def _horner(em, x: ir.Value, coeffs: tuple[float, ...]) -> ir.Value:
     acc = _c(x.type, coeffs[0])
     for c in coeffs[1:]:
@@ -48,11 +44,13 @@ def _pow2(b: ir.IRBuilder, k: ir.Value, vt: ir.VectorType) -> ir.Value:
 
 
 def vector_exp(em, x: ir.Value) -> ir.Value:
-    """The input clamped to [EXP_CLAMP_LO, EXP_CLAMP_HI] (NaN propagates through llvm.minimum/maximum), where
+    """The input clamped to [EXP_CLAMP_LO, EXP_CLAMP_HI] (a NaN input is put back by the last select), where
     the scaling by 2^n overflows to inf or underflows to 0 by itself: no range selects."""
     b, vt = em.builder, x.type
     ivt = ir.VectorType(I32, vt.count)
-    xc = _binary(em, "minimum", _binary(em, "maximum", x, _c(vt, EXP_CLAMP_LO)), _c(vt, EXP_CLAMP_HI))
+    lo, hi = _c(vt, EXP_CLAMP_LO), _c(vt, EXP_CLAMP_HI)
+    xc = b.select(b.fcmp_ordered(">", x, lo), x, lo)  # one max and one min instruction each
+    xc = b.select(b.fcmp_ordered("<", xc, hi), xc, hi)
     n = em.unary_intrinsic("roundeven", b.fmul(xc, _c(vt, LOG2E)))
     r = _fma(em, n, _c(vt, -LN2_LO), _fma(em, n, _c(vt, -LN2_HI), xc))
     p = _fma(em, _horner(em, r, EXP_POLY), b.fmul(r, r), r)
