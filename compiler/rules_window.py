@@ -11,12 +11,13 @@ and one FMA/max per accumulator. Channels (and row blocks) run in parallel.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from ..ir.expr import Const, Expr, free_vars, walk
 from ..ir.simplify import affine, simplify_index
 from ..ir.tensor import Reduce, TensorRead
 from .rules_contraction import vector_registers
-from .schedule import MAX_UNROLL, Stage
+from .schedule import MAX_UNROLL, Axis, Stage
 
 MAX_TAPS = 64  # a larger window (or a grouped conv with many channels per group) is a contraction, not a window
 COMBINERS = ("sum", "max", "min")
@@ -83,29 +84,66 @@ def _fusable_consumer(st: Stage) -> "tuple[Stage | None, Stage | None]":
     return None, None
 
 
-def schedule_window(st: Stage, lanes: int) -> "set[Stage] | None":
-    """Apply the window schedule to a root stage; the stages it scheduled, or None when the stage does not match."""
+@dataclass(frozen=True)
+class WindowTiles:
+    """An output block: `rows` rows (1 without a row axis) of `vectors` vectors each."""
+    rows: int
+    vectors: int
+
+
+def _layout(host: Stage, lanes: int) -> "tuple[list, Axis | None, Axis, int]":
+    """The host's outer loops, row and column loops, and the vector width of the column."""
+    *outer, col = host.leaf
+    row = outer.pop() if outer else None
+    width = col.extent.value
+    # A short row that is not a multiple of the vector width is one (wider or narrower) vector: no masked tail.
+    vec = width if width % lanes and width <= SHORT_ROW_VECTORS * lanes else lanes
+    return outer, row, col, vec
+
+
+def _host(st: Stage) -> Stage:
+    host, _ = _fusable_consumer(st)
+    return host if host is not None else st
+
+
+def default_tiles(st: Stage, lanes: int) -> WindowTiles:
+    """2 rows where the row count is even; a whole row of vectors when its accumulators fit in half the register
+    file (the padded input is then copied in whole rows, not in blocks with a halo each), else 2 or 1 vectors."""
+    _, row, col, vec = _layout(_host(st), lanes)
+    width = col.extent.value
+    rows = 2 if row is not None and row.extent.value % 2 == 0 else 1
+    whole = width // vec if width % vec == 0 else 0
+    vectors = whole if 0 < whole * rows <= vector_registers(lanes, st.op.outputs[0].dtype.itemsize) // 2 \
+        else 2 if width % (2 * vec) == 0 else 1
+    return WindowTiles(rows, vectors)
+
+
+def tile_choices(st: Stage, lanes: int) -> list[WindowTiles]:
+    """Blocks that divide the output and whose accumulators fit the vector registers, the default first."""
+    _, row, col, vec = _layout(_host(st), lanes)
+    width, regs = col.extent.value, vector_registers(lanes, st.op.outputs[0].dtype.itemsize)
+    row_counts = [r for r in (1, 2, 3, 4, 6, 8) if row is not None and row.extent.value % r == 0] or [1]
+    counts = [v for v in range(1, width // vec + 1) if width % (v * vec) == 0]
+    found = [WindowTiles(r, v) for r in row_counts for v in counts if r * v <= regs]
+    first = default_tiles(st, lanes)
+    return [first] + [t for t in found if t != first]
+
+
+def schedule_window(st: Stage, lanes: int, tiles: "WindowTiles | None" = None) -> "set[Stage] | None":
+    """Apply the window schedule to a root stage (with `default_tiles` unless given); the stages it scheduled, or
+    None when the stage does not match."""
     if st.relations or not match_window(st):
         return None
     sch = st.schedule
     work = math.prod(ax.extent.value for ax in st.root_axes)
+    tiles = tiles or default_tiles(st, lanes)
     host, via = _fusable_consumer(st)
     if host is not None:
         acc = st
     else:
         host, acc = st, sch[sch.cache_write(st.op.outputs[0], "local")]
-    spatial = list(host.leaf)
-    *outer, col = spatial
-    row = outer.pop() if outer else None
-    width = col.extent.value
-    # A short row that is not a multiple of the vector width is one (wider or narrower) vector: no masked tail.
-    vec = width if width % lanes and width <= SHORT_ROW_VECTORS * lanes else lanes
-    rows = 2 if row is not None and row.extent.value % 2 == 0 else 1
-    # A whole row per block when its accumulators fit in half the register file: the padded input is then copied
-    # in whole rows, not in blocks with a halo each.
-    whole = width // vec if width % vec == 0 else 0
-    vectors = whole if 0 < whole * rows <= vector_registers(lanes, st.op.outputs[0].dtype.itemsize) // 2 \
-        else 2 if width % (2 * vec) == 0 else 1
+    outer, row, col, vec = _layout(host, lanes)
+    rows, vectors = tiles.rows, tiles.vectors
     co, ci = host.split(col, vectors * vec)
     if row is not None:
         ro, ri = host.split(row, rows)

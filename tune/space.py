@@ -4,7 +4,8 @@ A candidate is a dict of decisions (knob name -> plain JSON value). Knobs come p
 default schedule follows, with their constants opened up: the vector width and tile of the innermost spatial
 axes, a split, position and unroll of the innermost reduction, how many outer loops run fused in parallel, where
 a producer is computed (root or a loop of its consumer), and for contractions the register-blocked schedule's
-micro-tile, row and column blocks, reduction chunk, packing, loop order and parallel loop. `apply` turns decisions
+micro-tile, row and column blocks, reduction chunk, packing, loop order and parallel loop; for sliding windows
+(depthwise convolution, pooling) the window rule's output block (rows x vectors). `apply` turns decisions
 into a Schedule (whose trace is what gets measured and stored); an illegal combination raises `ScheduleError`
 there or when lowered, and the search drops it without measuring.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from ..compiler.default_schedule import inline_elementwise, vector_lanes
 from ..compiler.lower import lower
 from ..compiler.rules_contraction import Blocking, apply_blocking, match, vector_registers
+from ..compiler.rules_window import WindowTiles, match_window, schedule_window, tile_choices
 from ..compiler.schedule import Axis, Schedule, ScheduleError, Split, Stage
 from ..compiler.target import Target
 from ..ir.expr import Const
@@ -78,6 +80,7 @@ class Space:
         self.roots = [st.name for st in probe.stages if st.attach.kind == "root"]
         self.knobs: list[Knob] = []
         self.blocked: set[str] = set()
+        self.windows: set[str] = set()
         for st in reversed([probe[n] for n in self.roots]):
             self._stage_knobs(probe, st)
 
@@ -107,6 +110,10 @@ class Space:
             self._add(f"{s}:pack", (True, False))
             self._add(f"{s}:order", ("col", "row"))
             self._add(f"{s}:bparallel", ("first", "second", "none"))
+        elif not st.relations and match_window(st):
+            self.windows.add(s)
+            self._add(f"{s}:mode", ("window", "generic"))
+            self._add(f"{s}:block", [f"{t.rows}x{t.vectors}" for t in tile_choices(st, lanes)])
         inner = _ext(spatial[-1]) if spatial else None
         if spatial:
             widths = [v for v in (lanes // 2, lanes, 2 * lanes, 4 * lanes) if 1 < v <= 64]
@@ -127,7 +134,8 @@ class Space:
                 self._add(f"{s}:rpos", ("out", "in"))
         self._add(f"{s}:parallel", (1, 0, 2, 3)[:len(spatial) + 1])
         consumers = probe.consumers(st)
-        if not st.is_output and len(consumers) == 1 and consumers[0].attach.kind == "root" and s not in self.blocked:
+        if not st.is_output and len(consumers) == 1 and consumers[0].attach.kind == "root" \
+                and s not in self.blocked | self.windows:
             self._add(f"{s}:at", ("root", 0, 1, 2, 3, 4))
 
     # ---- candidates ------------------------------------------------------------------------------------------------
@@ -186,6 +194,13 @@ class Space:
         for name in self.roots:  # contractions first, as the default rules do: the epilogue becomes their tile
             if name in self.blocked and d.get(f"{name}:mode", "blocked") == "blocked":
                 taken |= {st.name for st in self._apply_blocked(sch, sch[name], d)}
+        for name in self.roots:  # then windows, which take their reader and padded input along
+            if name in self.windows and name not in taken and d.get(f"{name}:mode", "window") == "window":
+                st = sch[name]
+                rows, vectors = (int(x) for x in d.get(f"{name}:block", "0x0").split("x"))
+                tiles = WindowTiles(rows, vectors) if rows else None
+                taken |= {t.name for t in schedule_window(st, vector_lanes(self.target, st.op.outputs[0].dtype
+                                                                           .itemsize), tiles) or ()}
         for name in reversed(self.roots):  # then consumers first, so producers can be placed in their loops
             st = sch[name]
             if st.attach.kind == "inline" or name in taken:  # inline: taken into a packed panel (implicit im2col)

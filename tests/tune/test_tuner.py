@@ -359,3 +359,37 @@ def test_a_best_is_recorded_only_if_it_wins_by_the_margin(db: Path, share: float
     assert bool(db.exists() and records(db, "best")) == recorded
     assert res.best_trace == (other if recorded else default)
     assert res.best_time == pytest.approx(share * 1e-3 if recorded else 1e-3)
+
+
+def depthwise_bias(c: int = 3, rows: int = 12, cols: int = 34):
+    x = ember.placeholder((c, rows, cols), name="X")
+    w = ember.placeholder((c, 3, 3), name="W")
+    b = ember.placeholder((c,), name="B")
+    r0, r1 = ember.reduce_axis(3, "r0"), ember.reduce_axis(3, "r1")
+    acc = ember.compute((c, rows - 2, cols - 2), lambda k, i, j: ember.sum(
+        x[k, i + r0.var, j + r1.var] * w[k, r0.var, r1.var], axis=[r0, r1]), name="ACC")
+    y = ember.compute((c, rows - 2, cols - 2), lambda k, i, j: acc[k, i, j] + b[k], name="Y")
+    return [y], [x, w, b, y]
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_window_blocks_are_knobs_and_keep_results(seed: int) -> None:
+    """A depthwise convolution's output block (rows x vectors) is searched; the first choices are the default
+    schedule itself, so tuning starts from it, and every block computes the same result."""
+    outs, args = depthwise_bias()
+    space = Space(outs, args, LLVM)
+    assert any(k.name == "ACC:block" for k in space.knobs)
+    if not seed:
+        assert str(space.apply(space.default_decisions()).trace) == str(default_schedule(outs, LLVM).trace)
+    d = space.random(random.Random(seed)) if seed else space.default_decisions()
+    d["ACC:mode"] = "window"
+    try:
+        sch = space.apply(d)
+    except ScheduleError:
+        return
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((3, 12, 34), dtype=np.float32), rng.standard_normal((3, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(3, dtype=np.float32)
+    want = sum(x[:, i:i + 10, j:j + 32] * w[:, i, j, None, None] for i in range(3) for j in range(3)) + b[:, None, None]
+    np.testing.assert_allclose(ember.build(sch, args)(x, w, b), want, rtol=1e-4, atol=1e-4)
