@@ -26,10 +26,8 @@ PARALLEL_MIN_WORK = 1 << 15
 
 
 def vector_lanes(target: Target, itemsize: int) -> int:
-    feats = target.get("mattr")
-    cpu = target.get("mcpu")
-    wide = "+avx512f" in feats or (not feats and "avx512" in cpu)
-    avx = wide or "+avx" in feats or (not feats and cpu not in ("generic", ""))
+    wide = target.cpu_has("avx512f")
+    avx = wide or target.cpu_has("avx")
     width = 64 if wide else 32 if avx else 16
     return max(width // itemsize, 1)
 

@@ -175,6 +175,14 @@ class Target:
         """Whether kernels run on a CPU emulator rather than the device (llvm always runs natively)."""
         return self.kind != "llvm" and bool(self.get("emulate"))
 
+    def cpu_has(self, feature: str) -> bool:
+        """Whether an llvm target's CPU has "avx512f" or "avx" (or a later AVX): from -mattr, else guessed from
+        -mcpu's name (an explicit CPU without a feature list)."""
+        feats, cpu = str(self.get("mattr")), str(self.get("mcpu"))
+        if feats:
+            return f"+{feature}" in feats
+        return "avx512" in cpu if feature == "avx512f" else cpu not in ("generic", "")
+
     @property
     def soc(self) -> SocInfo:
         """Hardware facts of an ascend target's SoC."""

@@ -20,7 +20,8 @@ class LLVMBackend:
         return versions()
 
     def compile(self, func: PrimFunc, target: Target) -> dict[str, "bytes | str"]:
-        text = LLVMCodegen(func, target.get("mtriple"), target.get("threads"), target.get("fastmath")).generate()
+        text = LLVMCodegen(func, target.get("mtriple"), target.get("threads"), target.get("fastmath"),
+                           target.cpu_has("avx512f")).generate()
         opt_ir, obj = optimize(text, target)
         return {"llvm": text, "llvm-opt": opt_ir, "object": obj}
 

@@ -23,8 +23,8 @@ STREAMING_MIN_BYTES = 16 << 20
 
 
 class LLVMCodegen(ExprEmitter):
-    def __init__(self, func: PrimFunc, triple: str, threads: int, fastmath: bool):
-        self.func, self.threads = func, threads
+    def __init__(self, func: PrimFunc, triple: str, threads: int, fastmath: bool, avx512: bool = False):
+        self.func, self.threads, self.avx512 = func, threads, avx512
         self.fastmath = ("fast",) if fastmath else ()
         self.module = ir.Module(name=func.name)
         self.module.triple = triple

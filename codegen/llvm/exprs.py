@@ -43,6 +43,7 @@ class ExprEmitter:
     fastmath: tuple
     ranges: dict  # loop variable -> inclusive (lo, hi) where its loop's extent is bounded
     narrow: bool = False  # emitting a varying index expression on int32 lanes
+    avx512: bool = False  # the target CPU has AVX-512F (vector math may use its instructions)
 
     # ---- helpers --------------------------------------------------------------------------------------------------
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type], overloads: list[ir.Type]) -> ir.Function:
