@@ -1,6 +1,7 @@
-"""Running compiled code: the artifact cache, kernel objects and the command line."""
+"""Running compiled code: the artifact cache, kernel objects, per-kernel profiles and the command line."""
 from .cache import ArtifactCache, CacheError, CacheMissError, CacheWarning, default_cache, reset_default_cache
 from .kernel import Kernel
+from .profile import KernelTime, Profile
 
 
 def stats() -> dict:

@@ -127,6 +127,9 @@ def _summary(value: np.ndarray) -> str:
 def _run(args: argparse.Namespace) -> int:
     feeds = dict(_read_input(spec) for spec in args.input)
     model = _open_model(args.model, args.target)
+    if args.profile:
+        print(model.profile(feeds, runs=args.profile))
+        return 0
     results = model.run(feeds)
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None:
@@ -218,6 +221,8 @@ def _register_models(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="an .onnx model or a saved .ember model")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="one model input")
     p.add_argument("--output-dir", help="save each output as NAME.npy here instead of printing a summary")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="time every kernel over N runs and print them by time (instead of the outputs)")
     p.add_argument("--target", default="llvm", help=target_help + "; ONNX models only")
     p.set_defaults(handler=_run)
     p = subparsers.add_parser("info", help="describe an ONNX or saved model",

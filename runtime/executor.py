@@ -7,6 +7,7 @@ Models with symbolic sizes allocate intermediates per call instead (sizes are on
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -145,25 +146,33 @@ class CompiledModel:
                                          f"{got} in input {spec.name!r}")
         return sizes
 
-    def _execute(self, arrays: list) -> list:
+    def _execute(self, arrays: list, times: "list[list[float]] | None" = None) -> list:
+        """Run every kernel; with `times`, each kernel's wall time (after a device sync) is appended to its list."""
         if self.static:
             temps, temp_ptrs = self._arena()
             outs = [self._empty(shape, dtype) for dtype, shape in self._out_np]
             given = {"input": [self._address(a) for a in arrays], "output": [self._address(o) for o in outs]}
-            for launch, fixed, holes in self._plan(temp_ptrs):
+            for k, (launch, fixed, holes) in enumerate(self._plan(temp_ptrs)):
                 args = fixed.copy()
-                for pos, kind, k in holes:
-                    args[pos] = given[kind][k]
-                launch(args, [])
+                for pos, kind, slot in holes:
+                    args[pos] = given[kind][slot]
+                if times is None:
+                    launch(args, [])
+                else:
+                    self._timed(times[k], launch, args, [])
         else:
             sizes = self._sizes(arrays)
             temps = [self._empty(_concrete(t.shape, sizes), t.dtype.numpy) for t in self.temps]
             outs = [self._empty(_concrete(s.shape, sizes), s.dtype.numpy) for s in self.outputs]
             ptrs = {"input": [self._address(a) for a in arrays], "output": [self._address(o) for o in outs],
                     "const": self._const_addresses(), "temp": [self._address(t) for t in temps]}
-            for step in self.steps:
+            for k, step in enumerate(self.steps):
                 size_args = [sizes[v.name] for v in step.kernel.size_vars] if step.kernel.size_vars else []
-                step.kernel._launch([ptrs[kind][k] for kind, k in step.args], size_args)
+                launch_args = [ptrs[kind][slot] for kind, slot in step.args]
+                if times is None:
+                    step.kernel._launch(launch_args, size_args)
+                else:
+                    self._timed(times[k], step.kernel._launch, launch_args, size_args)
         result = []
         for kind, k in self.output_slots:
             if kind == "output":
@@ -173,7 +182,23 @@ class CompiledModel:
                 result.append(self._copy(src))
         return result
 
+    def profile(self, feeds: "dict[str, Any] | Sequence[Any]", runs: int = 10, warmup: int = 2):
+        """Time every kernel over `runs` calls (after `warmup`): an `ember.runtime.profile.Profile`, printable as
+        a table sorted by time, naming each kernel's graph nodes."""
+        from .profile import profile
+        return profile(self, feeds, runs, warmup)
+
+    def _timed(self, out: list[float], launch: Any, args: list[int], sizes: list[int]) -> None:
+        start = time.perf_counter()
+        launch(args, sizes)
+        self._sync()
+        out.append(time.perf_counter() - start)
+
     # ---- memory: host arrays here; a device model (codegen/cuda/device_model.py) overrides these ---------------------
+    @staticmethod
+    def _sync() -> None:
+        """Wait for launched kernels to finish (host kernels finish before the launch returns)."""
+
     @staticmethod
     def _deliver(outs: list, given: tuple) -> list:
         """The outputs as the caller gets them (a device model copies them to the host for host inputs)."""

@@ -104,3 +104,11 @@ def test_entry_point_has_no_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ember", "info", str(tmp_path / "none.onnx")], capture_output=True,
                           text=True, env=env, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == f"ember: error: no model file at {tmp_path / 'none.onnx'}"
+
+
+def test_run_profile_times_every_kernel(files, capsys):
+    """A model with a symbolic batch (the per-call path) profiled from the command line: a table of its kernels
+    naming their graph nodes, instead of the outputs."""
+    code, out, _ = run(capsys, "run", files / "tiny.onnx", "--input", f"x={files / 'x.npy'}", "--profile", "3")
+    assert code == 0 and "median ms" in out and "float32" not in out and "CliAddRelu_0" in out
+    assert "1 kernels" in out and "(median of 3)" in out

@@ -57,6 +57,10 @@ class DeviceModel(CompiledModel):
     def _copy(a: Any):
         return cupy_or_raise().array(a, copy=True)
 
+    @staticmethod
+    def _sync() -> None:
+        cupy_or_raise().cuda.get_current_stream().synchronize()
+
     def _const_arrays(self) -> list:
         if self._device_consts is None:
             cupy = cupy_or_raise()
