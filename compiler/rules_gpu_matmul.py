@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.expr import Const, Var, free_vars
+from ..ir.expr import Cast, Const, Var, free_vars
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead
 from .schedule import Schedule, Stage
 
@@ -28,16 +28,19 @@ LARGE_FROM = 1 << 22  # output elements from which 128 x 128 block tiles still g
 
 def contraction_reads(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     """The row and column operands of a float32 `out[batch.., i, j] = sum_k a[.., i, .., k] * b[.., k, .., j]`
-    stage (a reads no j, b reads no i, indices free of tensor reads), else None."""
+    stage (a reads no j, b reads no i, indices free of tensor reads; float16 operands widened to float32 too),
+    else None."""
     body = st.op.body[0] if len(st.op.body) == 1 else None
     if not (isinstance(body, Reduce) and body.combiner == "sum" and len(st.op.axis) >= 2
             and len(st.op.reduce_axis) == 1 and len(st.op.outputs) == 1
             and st.op.outputs[0].dtype.name == "float32" and isinstance(body.where, Const) and body.where.value):
         return None
     src = body.sources[0]
-    if getattr(src, "op", None) != "mul" or not all(isinstance(x, TensorRead) for x in src.children()):
+    if getattr(src, "op", None) != "mul":
         return None
-    reads = list(src.children())
+    reads = [_widened(x) for x in src.children()]
+    if not all(isinstance(x, TensorRead) for x in reads):
+        return None
     if reads[0].tensor is reads[1].tensor or any(isinstance(i, TensorRead) for x in reads for i in x.indices):
         return None
     i, j = (iv.var for iv in st.op.axis[-2:])
@@ -48,6 +51,15 @@ def contraction_reads(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
         if not uses(a, j) and not uses(b, i):
             return a, b
     return None
+
+
+def _widened(x):
+    """A float16 operand read as float32 (a float16 matmul accumulating in float32) counts as its read: the tile
+    is staged in float16 and widened where it is used."""
+    if isinstance(x, Cast) and x.dtype.name == "float32" and isinstance(x.value, TensorRead) \
+            and x.value.dtype.name == "float16":
+        return x.value
+    return x
 
 
 def _inline_into_fetch(sch: Schedule, t: Tensor) -> None:
@@ -116,6 +128,10 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     aio, ai = ast.split(ai, tiles.per_thread)
     ajo, aj = ast.split(aj, tiles.per_thread)
     ast.reorder(*abatch, aio, ajo, ko, ki, ai, aj)
+    if all(isinstance(ax.extent, Const) for ax in st.root_axes + ast.root_axes):
+        # Unrolled steps keep partial tiles free of spills (ptxas spilled at 40 registers with a rolled guarded
+        # loop); kernels with symbolic sizes index in 64 bits and would spill unrolled.
+        ast.unroll(ki)
     ast.unroll(ai)
     _vectorize_by_4(ast, aj)  # each thread's columns read from the shared tile as float4
     if shared:
@@ -126,6 +142,7 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
         _cooperative_fetch(tst, _plain(read))
         if _plain(read):
             _output_side_innermost(tst, read, sides[id(read)], k_var)
+    st.unroll(yy)  # the accumulators are read at constant indices: they stay in registers
     _vectorize_by_4(st, xx)  # float4 stores of each thread's row of outputs
 
 

@@ -194,7 +194,8 @@ class ExprPrinter:
         if isinstance(e, Binary):
             return self.binary(e)
         if isinstance(e, Cast):
-            return self.cast(self.expr(e.value), e.value.dtype, e.dtype)
+            # A float16 value loaded from memory is exact: only a computed one needs rounding first.
+            return self.cast(self.expr(e.value), e.value.dtype, e.dtype, exact=isinstance(e.value, Load))
         if isinstance(e, Call):
             return self.call(e)
         if isinstance(e, Select):
@@ -277,10 +278,10 @@ class ExprPrinter:
         raise CudaCodegenError(f"operator {op} is not defined on integers")
 
     @staticmethod
-    def cast(v: str, src: DType, dst: DType) -> str:
+    def cast(v: str, src: DType, dst: DType, exact: bool = False) -> str:
         if src == dst:
             return v
-        if src.name == "float16":  # a float16 result (held in float) is rounded before it converts
+        if src.name == "float16" and not exact:  # a float16 result (held in float) is rounded before it converts
             v = f"ember_round_half({v})"
         if dst.is_bool:
             return f"({v} != 0)"

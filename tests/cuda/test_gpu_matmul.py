@@ -226,3 +226,27 @@ def test_double_buffer_on_a_loop_without_tiles_is_refused():
     s[out].pragma(j, "double_buffer", 1)
     with pytest.raises(CudaCodegenError, match="double_buffer on loop 'j'.*shared tiles"):
         ember.build(s, [a, out], target=EMU, name="no_tiles")
+
+
+@functools.cache
+def half_matmul_kernel():
+    """A float16 matmul accumulating in float32 whose sides are not multiples of 16 (no tensor-core tiles): the
+    register-tiled rule stages float16 tiles and widens them where they are used."""
+    n, m = ember.var("n"), ember.var("m")
+    a = ember.placeholder((n, 40), "float16", name="a")
+    b = ember.placeholder((40, m), "float16", name="b")
+    r = ember.reduce_axis(40, "r")
+    c = ember.compute((n, m), lambda i, j: ember.sum(ember.cast("float32", a[i, r]) * ember.cast("float32", b[r, j]),
+                                                     axis=r), name="c")
+    return ember.build(c, target=EMU, name="gpu_hmm")
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([1, 17, 70]), st.sampled_from([3, 65]), st.integers(0, 99))
+def test_float16_matmul_off_the_tensor_core_grid_is_register_tiled(n, m, seed):
+    f = half_matmul_kernel()
+    src = f.source("cuda")
+    assert re.search(r"EMBER_SHARED\(__half, a_shared0, \d+\)", src) and "ember_round_half(__half2float" not in src
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n, 40)).astype(np.float16), rng.standard_normal((40, m)).astype(np.float16)
+    np.testing.assert_allclose(f(a, b), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-3, atol=1e-3)
