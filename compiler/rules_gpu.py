@@ -15,6 +15,8 @@ Rules, per stage:
 - row-wise normalisations (`rules_gpu_rowwise.py`: softmax, log-softmax, layer norm, RMS norm; an element-wise
   stage reading sum/max/min reductions over its last axis): one kernel, a block per row, the reductions computed
   at the row loop as cross-thread reductions into shared memory, the row written by the same threads;
+- a reduction left to the generic rule (depthwise convolution, pooling) reads a zero-padded input through the
+  padding select, the padded copy inlined rather than stored by a launch of its own;
 - reductions over a long (or symbolic) axis, contractions excepted: one block per output element; the reduced
   loop is split across the block's threads, each accumulating in a register, combined by warp shuffles
   (`__shfl_down_sync`) and, with several warps, through a small shared buffer; fewer than 32 outputs over 32K+
@@ -25,7 +27,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..ir.expr import Const
-from ..ir.tensor import Tensor
+from ..ir.tensor import MATERIALIZE, Tensor
 from .default_schedule import inline_elementwise
 from .schedule import Schedule, Stage
 from .rules_gpu_matmul import tiled_matmul
@@ -48,8 +50,23 @@ def gpu_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedu
             continue
         if not any(rule(sch, st, block) for rule in STAGE_RULES
                    if rule is not tensor_core_matmul or has_tensor_cores(target)):
+            inline_padded_inputs(sch, st)
             bind_flat(sch, st, block)
     return sch
+
+
+def inline_padded_inputs(sch: Schedule, st: Stage) -> None:
+    """A reduction that only a thread's registers hold (a depthwise convolution, pooling) reads its zero-padded
+    input through the padding select instead of from a copy stored by a launch of its own: on a GPU a guarded load
+    costs less than that launch and the round trip through global memory (the CPU stores the copy, tile by tile,
+    to keep selects out of its vector loops)."""
+    if not st.op.reduce_axis:
+        return
+    for t in sch.reads(st):
+        prod = sch.stage_of(t.op)
+        if (prod is not None and prod.op.tag == MATERIALIZE and prod.attach.kind == "root" and not prod.relations
+                and not prod.op.reduce_axis and not prod.is_output and sch.consumers(prod) == [st]):
+            prod.compute_inline()
 
 
 def bind_flat(sch: Schedule, st: Stage, block: int) -> None:

@@ -253,3 +253,27 @@ def test_random_rfactor_schedule_never_changes_the_result(factor, shared, seed):
     f = _build(f"random_rf_{factor}_{shared}", s, [a, out])
     x = _rng(seed).standard_normal((13, 300)).astype(np.float32)
     np.testing.assert_allclose(f(x), x.sum(1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", ["depthwise", "maxpool"])
+def test_padded_windows_are_one_kernel(op):
+    """A padded depthwise convolution or max pool reads its input through the padding select: one kernel, no
+    launch storing a padded copy; values at the borders match the reference."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = _rng(11)
+    xs = rng.standard_normal((1, 4, 9, 7)).astype(np.float32)
+    inits = []
+    if op == "depthwise":
+        ws = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+        node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], group=4)
+        inits = [numpy_helper.from_array(ws, "w")]
+        want = _conv_reference(np.pad(xs, ((0, 0), (0, 0), (1, 1), (1, 1))), ws, 4)
+    else:
+        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])
+        padded = np.pad(xs, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+        want = np.max([padded[:, :, dy:dy + 9:2, dx:dx + 7:2] for dy in range(3) for dx in range(3)], axis=0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(want.shape))], inits)
+    model = ember.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), target=EMU)
+    assert [s.kernel.source("cuda").count("__global__") for s in model.steps] == [1]
+    np.testing.assert_allclose(model(x=xs)[0], want, rtol=1e-5, atol=1e-5)
