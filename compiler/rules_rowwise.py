@@ -65,13 +65,18 @@ def _walks_row(read: TensorRead, r) -> bool:
     return form is not None and form[0] == {r: 1}
 
 
-def _vectorize_reduction(st: Stage, lanes: int) -> Stage:
-    """Split the row by (a few) vector widths and rfactor the lanes: the returned stage holds the partials."""
-    sch = st.schedule
+def partial_vectors(st: Stage, lanes: int) -> int:
+    """Up to 4 vectors of partials: independent accumulation chains (a float max is several dependent
+    instructions, NaN-propagating) for rows of at least two such steps."""
     n = st.leaf[-1].extent.value
-    # Up to 4 vectors of partials: independent accumulation chains (a float max is several dependent
-    # instructions, NaN-propagating) for rows of at least two such steps.
-    width = next(k * lanes for k in (4, 2, 1) if n >= 2 * k * lanes or k == 1)
+    return next(k for k in (4, 2, 1) if n >= 2 * k * lanes or k == 1)
+
+
+def _vectorize_reduction(st: Stage, lanes: int, vectors: "int | None" = None) -> Stage:
+    """Split the row by `vectors` (default: `partial_vectors`) vector widths and rfactor the lanes: the returned
+    stage holds the partials."""
+    sch = st.schedule
+    width = (vectors or partial_vectors(st, lanes)) * lanes
     _, inner = st.split(st.leaf[-1], width)
     rf = sch[sch.rfactor(st.op.outputs[0], inner)]
     nsp = len(rf.op.axis)
@@ -99,9 +104,7 @@ def schedule_rowwise(sch, lanes_of) -> set[Stage]:
     those alone). `lanes_of(stage)` is the vector width."""
     done: set[Stage] = set()
     for st in reversed(list(sch.stages)):
-        group = row_group(sch, st)
-        if group is not None and all(is_row_reduction(r, lanes_of(r)) for r in group.reductions):
-            done |= _schedule_group(st, group, lanes_of)
+        done |= schedule_group(st, lanes_of) or set()
     for st in [st for st in sch.stages if st not in done and is_row_reduction(st, lanes_of(st))]:
         rf = _vectorize_reduction(st, lanes_of(st))
         _parallel_rows(st, st.leaf[:len(st.op.axis)], _work(st))
@@ -111,9 +114,21 @@ def schedule_rowwise(sch, lanes_of) -> set[Stage]:
     return done
 
 
-def _schedule_group(st: Stage, group: RowGroup, lanes_of) -> set[Stage]:
-    """The rows of `st` in parallel; at each row, in producer order: the row reductions (vectorized partials),
-    the stored element-wise rows (a row-long local buffer) and the per-row values, then the row itself."""
+def cpu_row_group(st: Stage, lanes_of) -> "RowGroup | None":
+    """The row group ending at `st` when the CPU rule can schedule it (every reduction a contiguous row)."""
+    group = row_group(st.schedule, st)
+    if group is None or not all(is_row_reduction(r, lanes_of(r)) for r in group.reductions):
+        return None
+    return group
+
+
+def schedule_group(st: Stage, lanes_of, vectors: "int | None" = None) -> "set[Stage] | None":
+    """The rows of `st` in parallel; at each row, in producer order: the row reductions (`vectors` vectors of
+    partials, default `partial_vectors`), the stored element-wise rows (a row-long local buffer) and the per-row
+    values, then the row itself. The stages scheduled, or None when `st` ends no row group."""
+    group = cpu_row_group(st, lanes_of)
+    if group is None:
+        return None
     *outer, col = st.leaf
     _, lane = st.split(col, lanes_of(st))
     row = _parallel_rows(st, outer, _work(st))
@@ -129,7 +144,7 @@ def _schedule_group(st: Stage, group: RowGroup, lanes_of) -> set[Stage]:
             member.vectorize(lane)
             member.compute_at(st, row)
         else:
-            rf = _vectorize_reduction(member, lanes_of(member))
+            rf = _vectorize_reduction(member, lanes_of(member), vectors)
             member.compute_at(st, row)
             rf.compute_at(st, row)  # at the row loop itself: the stages before it may then feed it
             member.pragma(member.leaf[-1], "lane_reduce", 1)

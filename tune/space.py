@@ -5,7 +5,8 @@ default schedule follows, with their constants opened up: the vector width and t
 axes, a split, position and unroll of the innermost reduction, how many outer loops run fused in parallel, where
 a producer is computed (root or a loop of its consumer), and for contractions the register-blocked schedule's
 micro-tile, row and column blocks, reduction chunk, packing, loop order and parallel loop; for sliding windows
-(depthwise convolution, pooling) the window rule's output block (rows x vectors). `apply` turns decisions
+(depthwise convolution, pooling) the window rule's output block (rows x vectors); for row groups (softmax, layer
+norm) whether they are computed row by row and the vectors of partials per row reduction. `apply` turns decisions
 into a Schedule (whose trace is what gets measured and stored); an illegal combination raises `ScheduleError`
 there or when lowered, and the search drops it without measuring.
 """
@@ -21,6 +22,7 @@ import numpy as np
 from ..compiler.default_schedule import inline_elementwise, vector_lanes
 from ..compiler.lower import lower
 from ..compiler.rules_contraction import Blocking, apply_blocking, match, vector_registers
+from ..compiler.rules_rowwise import cpu_row_group, schedule_group
 from ..compiler.rules_window import WindowTiles, match_window, schedule_window, tile_choices
 from ..compiler.schedule import Axis, Schedule, ScheduleError, Split, Stage
 from ..compiler.target import Target
@@ -81,6 +83,7 @@ class Space:
         self.knobs: list[Knob] = []
         self.blocked: set[str] = set()
         self.windows: set[str] = set()
+        self.groups: set[str] = set()
         for st in reversed([probe[n] for n in self.roots]):
             self._stage_knobs(probe, st)
 
@@ -114,6 +117,12 @@ class Space:
             self.windows.add(s)
             self._add(f"{s}:mode", ("window", "generic"))
             self._add(f"{s}:block", [f"{t.rows}x{t.vectors}" for t in tile_choices(st, lanes)])
+        group = cpu_row_group(st, self._lanes)
+        if group is not None:
+            self.groups.add(s)
+            shortest = min(_ext(r.leaf[-1]) or lanes for r in group.reductions)
+            self._add(f"{s}:rows", ("group", "generic"))
+            self._add(f"{s}:partials", [0] + [k for k in (1, 2, 4) if k * lanes <= shortest])  # 0: the rule's
         inner = _ext(spatial[-1]) if spatial else None
         if spatial:
             widths = [v for v in (lanes // 2, lanes, 2 * lanes, 4 * lanes) if 1 < v <= 64]
@@ -137,6 +146,9 @@ class Space:
         if not st.is_output and len(consumers) == 1 and consumers[0].attach.kind == "root" \
                 and s not in self.blocked | self.windows:
             self._add(f"{s}:at", ("root", 0, 1, 2, 3, 4))
+
+    def _lanes(self, st: Stage) -> int:
+        return vector_lanes(self.target, st.op.outputs[0].dtype.itemsize)
 
     # ---- candidates ------------------------------------------------------------------------------------------------
     def default_decisions(self) -> Decisions:
@@ -199,8 +211,11 @@ class Space:
                 st = sch[name]
                 rows, vectors = (int(x) for x in d.get(f"{name}:block", "0x0").split("x"))
                 tiles = WindowTiles(rows, vectors) if rows else None
-                taken |= {t.name for t in schedule_window(st, vector_lanes(self.target, st.op.outputs[0].dtype
-                                                                           .itemsize), tiles) or ()}
+                taken |= {t.name for t in schedule_window(st, self._lanes(st), tiles) or ()}
+        for name in self.roots:  # row groups (softmax, layer norm): computed row by row at the last stage's loop
+            if name in self.groups and name not in taken and d.get(f"{name}:rows", "group") == "group":
+                scheduled = schedule_group(sch[name], self._lanes, d.get(f"{name}:partials", 0) or None)
+                taken |= {t.name for t in scheduled or ()}
         for name in reversed(self.roots):  # then consumers first, so producers can be placed in their loops
             st = sch[name]
             if st.attach.kind == "inline" or name in taken:  # inline: taken into a packed panel (implicit im2col)

@@ -393,3 +393,22 @@ def test_window_blocks_are_knobs_and_keep_results(seed: int) -> None:
     b = rng.standard_normal(3, dtype=np.float32)
     want = sum(x[:, i:i + 10, j:j + 32] * w[:, i, j, None, None] for i in range(3) for j in range(3)) + b[:, None, None]
     np.testing.assert_allclose(ember.build(sch, args)(x, w, b), want, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_row_groups_are_knobs_and_keep_results(seed: int) -> None:
+    """Softmax computed row by row (the default) is the space's first choice, and every choice of partials or of
+    the generic schedule computes the same result."""
+    outs, args = softmax(6, 80)
+    space = Space(outs, args, LLVM)
+    assert {"Y:rows", "Y:partials"} <= {k.name for k in space.knobs}
+    if not seed:
+        assert str(space.apply(space.default_decisions()).trace) == str(default_schedule(outs, LLVM).trace)
+    d = space.random(random.Random(seed)) if seed else space.default_decisions()
+    try:
+        sch = space.apply(d)
+    except ScheduleError:
+        return
+    x = np.random.default_rng(seed).standard_normal((6, 80)).astype(np.float32)
+    np.testing.assert_allclose(ember.build(sch, args)(x), softmax_ref(x), rtol=1e-5, atol=1e-6)
