@@ -20,7 +20,7 @@ from ember.tune.cost_model import CostModel
 from ember.tune.database import candidate_id, workload_key
 from ember.tune.database import TuningDB
 from ember.tune.measure import Measurer, Result, Workload, random_inputs
-from ember.tune.search import CONFIRM_MARGIN, TaskResult, _confirm
+from ember.tune.search import CONFIRM_LOSSES, CONFIRM_MARGIN, TaskResult, _confirm
 from ember.tune.space import Space
 
 FAST = MeasureOptions(repeats=2, min_repeat_s=0.0002, flush_bytes=1 << 20, compile_timeout=60, run_timeout=10)
@@ -341,13 +341,15 @@ def test_concurrent_appends_keep_every_line_whole(db: Path) -> None:
 
 
 class _Timings:
-    """A measurer whose re-measurement gives the default and the best fixed times, alternately."""
+    """A measurer whose re-measurement gives the default and the best fixed times, alternately (the best's time
+    replaced by `burst` in the rounds listed there: a slow phase of the machine)."""
 
-    def __init__(self, default: float, best: float) -> None:
-        self.times = (default, best)
+    def __init__(self, default: float, best: float, burst: "dict[int, float] | None" = None) -> None:
+        self.times, self.burst = (default, best), burst or {}
 
     def measure(self, workload, pairs):  # type: ignore[no-untyped-def]
-        return [Result(cid, "ok", self.times[k % 2]) for k, (cid, _) in enumerate(pairs)]
+        return [Result(cid, "ok", self.burst.get(k // 2, self.times[1]) if k % 2 else self.times[0])
+                for k, (cid, _) in enumerate(pairs)]
 
 
 @pytest.mark.parametrize("share,recorded", [(1 - CONFIRM_MARGIN / 2, False), (1 - 2 * CONFIRM_MARGIN, True)])
@@ -359,6 +361,17 @@ def test_a_best_is_recorded_only_if_it_wins_by_the_margin(db: Path, share: float
     assert bool(db.exists() and records(db, "best")) == recorded
     assert res.best_trace == (other if recorded else default)
     assert res.best_time == pytest.approx(share * 1e-3 if recorded else 1e-3)
+
+
+@pytest.mark.parametrize("lost,recorded", [(CONFIRM_LOSSES, True), (CONFIRM_LOSSES + 1, False)])
+def test_a_best_must_win_nearly_every_round(db: Path, lost: int, recorded: bool) -> None:
+    """A median that wins by far is still refused when the best lost more than CONFIRM_LOSSES of the rounds."""
+    outs, args = matmul(16)
+    default, other = default_schedule(outs, LLVM).trace.to_json(), some_tuned_trace(outs, args)
+    res = TaskResult("mm", workload_key(outs), best_trace=other)
+    timings = _Timings(1e-3, 0.5e-3, {k: 2e-3 for k in range(lost)})
+    _confirm(res, timings, None, default, TuningDB(db), res.key, LLVM.canonical(), outs)
+    assert bool(db.exists() and records(db, "best")) == recorded
 
 
 def depthwise_bias(c: int = 3, rows: int = 12, cols: int = 34):
