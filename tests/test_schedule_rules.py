@@ -270,3 +270,17 @@ def test_compute_at_through_an_inlined_stage():
     f = ember.build(s, [A, O])
     np.testing.assert_array_equal(f(a), (a * 2 + 1) ** 2)
     assert "allocate T[1, 20]" in f.source("loops")
+
+
+def test_fusing_an_axis_of_extent_one_adds_no_div_mod():
+    """A fused index is below the product of the extents, so an outer axis of extent 1 is 0 and the inner one is the
+    fused index: no div/mod per iteration (softmax's rows of a (1, 12, 128, 128) tensor)."""
+    x = ember.placeholder((1, 3, 5, 4), "float32", name="x")
+    y = ember.compute((1, 3, 5, 4), lambda a, b, c, d: x[a, b, c, d] * 2.0, name="y")
+    sch = ember.create_schedule(y)
+    sch[y].parallel(sch[y].fuse(*sch[y].leaf[:3]))
+    f = ember.build(sch, [x, y])
+    loops = f.source("loops")
+    assert "//" not in loops and "%" not in loops, loops
+    xv = np.arange(60, dtype=np.float32).reshape(1, 3, 5, 4)
+    np.testing.assert_array_equal(f(xv), xv * 2)
