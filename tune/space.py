@@ -202,9 +202,13 @@ class Space:
         """The schedule these decisions describe; ScheduleError when they do not make a legal one."""
         sch = Schedule(self.outputs)
         inline_elementwise(sch)
-        taken: set[str] = set()  # stages a contraction's rule scheduled along with it (its epilogue)
-        for name in self.roots:  # contractions first, as the default rules do: the epilogue becomes their tile
-            if name in self.blocked and d.get(f"{name}:mode", "blocked") == "blocked":
+        taken: set[str] = set()  # stages a rule scheduled along with its own (a row group, an epilogue)
+        for name in reversed(self.roots):  # row groups first, as the default rules do (softmax, layer norm)
+            if name in self.groups and d.get(f"{name}:rows", "group") == "group":
+                scheduled = schedule_group(sch[name], self._lanes, d.get(f"{name}:partials", 0) or None)
+                taken |= {t.name for t in scheduled or ()}
+        for name in self.roots:  # then contractions: the epilogue becomes their tile
+            if name in self.blocked and name not in taken and d.get(f"{name}:mode", "blocked") == "blocked":
                 taken |= {st.name for st in self._apply_blocked(sch, sch[name], d)}
         for name in self.roots:  # then windows, which take their reader and padded input along
             if name in self.windows and name not in taken and d.get(f"{name}:mode", "window") == "window":
@@ -212,10 +216,6 @@ class Space:
                 rows, vectors = (int(x) for x in d.get(f"{name}:block", "0x0").split("x"))
                 tiles = WindowTiles(rows, vectors) if rows else None
                 taken |= {t.name for t in schedule_window(st, self._lanes(st), tiles) or ()}
-        for name in self.roots:  # row groups (softmax, layer norm): computed row by row at the last stage's loop
-            if name in self.groups and name not in taken and d.get(f"{name}:rows", "group") == "group":
-                scheduled = schedule_group(sch[name], self._lanes, d.get(f"{name}:partials", 0) or None)
-                taken |= {t.name for t in scheduled or ()}
         for name in reversed(self.roots):  # then consumers first, so producers can be placed in their loops
             st = sch[name]
             if st.attach.kind == "inline" or name in taken:  # inline: taken into a packed panel (implicit im2col)
