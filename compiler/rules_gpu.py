@@ -6,7 +6,7 @@ Rules, per stage:
   (the tail is guarded); its reduction loops run serially in each thread, accumulating in a register, so any
   workload is correct; float32 element-wise stages give each thread 4 consecutive elements (a vectorized loop the
   code generator turns into float4 accesses where they are contiguous);
-- float16 x float16 contractions accumulated in float32 (2-D, sides multiples of 16, sm_70+): tensor cores
+- float16 x float16 contractions accumulated in float32 (batched or not, sides multiples of 16, sm_70+): tensor cores
   (`rules_gpu_tensorcore.py`): 64 x 64 block tiles, a warp per 32 x 32 holding WMMA accumulator fragments, operand
   tiles staged in shared memory; other shapes take the rules below;
 - float32 contractions (a product of two tensors summed over one axis, leading batch axes; convolutions after

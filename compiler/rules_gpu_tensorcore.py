@@ -1,7 +1,7 @@
 """GPU tensor-core matmul rule (see rules_gpu's docstring for the whole set): float16 x float16 -> float32.
 
-`C[i, j] = sum_k float32(A[i, k]) * float32(B[k, j])` (B may be read [j, k]) with M, N, K constant multiples of 16
-gets block tiles of up to 64 x 64, one warp per 32 x 32 (or 16-wide) sub-tile holding 2 x 2 (or fewer) WMMA
+`C[.., i, j] = sum_k float32(A[.., i, k]) * float32(B[.., k, j])` (B may be read [j, k]; leading batch axes, such
+as attention's batch x heads, on blockIdx.z) with M, N, K constant multiples of 16 gets block tiles of up to 64 x 64, one warp per 32 x 32 (or 16-wide) sub-tile holding 2 x 2 (or fewer) WMMA
 accumulator fragments, operand tiles of 16 along K staged in shared memory by the whole block (double-buffered),
 and the 16 x 16 x 16 inner nest annotated `tensor_core` (codegen/cuda/tensorcore.py). Other shapes are left to the
 later rules: a tail tile would need a guarded (per-element) write-back, which a warp-wide fragment store cannot be.
@@ -22,14 +22,15 @@ def has_tensor_cores(target: Target) -> bool:
 
 
 def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
-    """The (row, column) float16 operands of a 2-D float32-accumulating contraction with constant sides that are
-    multiples of 16, else None."""
+    """The (row, column) float16 operands of a float32-accumulating contraction, leading batch axes allowed, whose
+    row, column and reduced extents are constant multiples of 16, else None. Each operand is indexed by the batch
+    variables in order, then its two matrix variables (either order)."""
     body = st.op.body[0] if len(st.op.body) == 1 else None
-    if not (isinstance(body, Reduce) and body.combiner == "sum" and len(st.op.axis) == 2
+    if not (isinstance(body, Reduce) and body.combiner == "sum" and len(st.op.axis) >= 2
             and len(st.op.reduce_axis) == 1 and len(st.op.outputs) == 1
             and st.op.outputs[0].dtype.name == "float32" and isinstance(body.where, Const) and body.where.value):
         return None
-    extents = [iv.extent for iv in (*st.op.axis, *st.op.reduce_axis)]
+    extents = [iv.extent for iv in (*st.op.axis[-2:], *st.op.reduce_axis)]
     if not all(isinstance(e, Const) and e.value % TILE == 0 for e in extents):
         return None
     src = body.sources[0]
@@ -43,10 +44,15 @@ def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
         reads.append(x.value)
     if reads[0].tensor is reads[1].tensor:
         return None
-    i, j = (iv.var for iv in st.op.axis)
+    *batch, i, j = (iv.var for iv in st.op.axis)
     k = st.op.reduce_axis[0].var
+    nb = len(batch)
+
+    def indexed(read: TensorRead, side: Var) -> bool:
+        idx = read.indices
+        return len(idx) == nb + 2 and all(a is b for a, b in zip(idx[:nb], batch)) and {*idx[nb:]} == {side, k}
     for a, b in (reads, reads[::-1]):
-        if {*a.indices} == {i, k} and {*b.indices} == {j, k} and len(a.indices) == len(b.indices) == 2:
+        if indexed(a, i) and indexed(b, j):
             return a, b
     return None
 
@@ -60,29 +66,32 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     reads = half_contraction(st)
     if reads is None:
         return False
-    ty_n, tx_n = (_block_tile(iv.extent.value) for iv in st.op.axis)  # type: ignore[attr-defined]
+    ty_n, tx_n = (_block_tile(iv.extent.value) for iv in st.op.axis[-2:])  # type: ignore[attr-defined]
     wy, wx = max(ty_n // WARP_TILE, 1), max(tx_n // WARP_TILE, 1)
     if 32 * wy * wx > block:
         return False
     acc = sch.cache_write(st.op.outputs[0], "local")
     shared = [sch.cache_read(sch.resolve(r.tensor), "shared", [acc]) for r in reads]
-    i, j = st.leaf
+    *batch, i, j = st.leaf
     by, yi = st.split(i, ty_n)
     bx, xi = st.split(j, tx_n)
     wyo, yy = st.split(yi, nparts=wy)
     wxo, xx = st.split(xi, nparts=wx)
-    st.reorder(by, bx, wyo, wxo, yy, xx)
+    outer = [st.fuse(*batch)] if batch else []
+    st.reorder(*outer, by, bx, wyo, wxo, yy, xx)
+    if outer:
+        st.bind(outer[0], "blockIdx.z")  # a batch (attention's batch x heads) per z
     st.bind(by, "blockIdx.y")
     st.bind(bx, "blockIdx.x")
     st.bind(wyo, "threadIdx.y")  # one warp per (y, z); threadIdx.x is the warp's 32 lanes, bound in the fetches
     st.bind(wxo, "threadIdx.z")
     ast = sch[acc]
     ast.compute_at(st, wxo)
-    ai, aj, ak = ast.leaf
+    *abatch, ai, aj, ak = ast.leaf
     ko, ki = ast.split(ak, TILE)
     aio, ai = ast.split(ai, TILE)
     ajo, aj = ast.split(aj, TILE)
-    ast.reorder(ko, aio, ajo, ai, aj, ki)
+    ast.reorder(*abatch, ko, aio, ajo, ai, aj, ki)
     ast.unroll(aio)  # constant fragment indices: the fragments stay in registers
     ast.unroll(ajo)
     ast.pragma(ai, "tensor_core", 1)

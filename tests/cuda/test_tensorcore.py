@@ -170,3 +170,27 @@ def test_fragment_inside_a_thread_loop_is_refused():
     sch, args = _hand_schedule(32, 1024, 16, warp_loop=True)
     with pytest.raises(CudaCodegenError, match=r"warp collective inside loop .* bound to threadIdx.x"):
         ember.build(sch, args, target=EMU, name="tc_in_lane_loop")
+
+
+@functools.cache
+def batched_kernel(q: int, m: int, n: int):
+    """Attention scores in float16: a batch axis on blockIdx.z, B read along its rows (K^T)."""
+    a = ember.placeholder((q, m, 32), name="a", dtype="float16")
+    b = ember.placeholder((q, n, 32), name="b", dtype="float16")
+    r = ember.reduce_axis(32, "k")
+    c = ember.compute((q, m, n), lambda z, i, j: ember.sum(
+        ember.cast("float32", a[z, i, r]) * ember.cast("float32", b[z, j, r]), axis=r), name="c")
+    return ember.build(c, [a, b, c], target=EMU, name=f"tc_batched_{q}_{m}_{n}")
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([1, 3]), st.sampled_from([16, 48]), st.sampled_from([16, 80]), st.integers(0, 99))
+def test_batched_float16_matmul_takes_tensor_cores(q, m, n, seed):
+    f = batched_kernel(q, m, n)
+    src = f.source("cuda")
+    assert "mma_sync" in src and "blockIdx.z" in src
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((q, m, 32)).astype(np.float16)
+    b = rng.standard_normal((q, n, 32)).astype(np.float16)
+    want = a.astype(np.float32) @ b.astype(np.float32).transpose(0, 2, 1)
+    np.testing.assert_allclose(f(a, b), want, rtol=1e-5, atol=1e-4)
