@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .text import text_table
+
 
 @dataclass(frozen=True)
 class KernelTime:
@@ -36,13 +38,9 @@ class Profile:
         total = self.kernel_s or 1.0
         rows = [[f"{k.median_s * 1e3:.3f}", f"{k.median_s / total:.1%}", f"{k.min_s * 1e3:.3f}", str(k.index),
                  k.kernel, k.nodes] for k in sorted(self.kernels, key=lambda k: -k.median_s)]
-        head = ["median ms", "share", "min ms", "#", "kernel", "nodes"]
-        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"{self.model}: {len(self.kernels)} kernels, {self.kernel_s * 1e3:.3f} ms in kernels, "
-                     f"{self.call_s * 1e3:.3f} ms per call (median of {self.runs})")
-        return "\n".join(lines)
+        table = text_table(["median ms", "share", "min ms", "#", "kernel", "nodes"], rows)
+        return (f"{table}\n{self.model}: {len(self.kernels)} kernels, {self.kernel_s * 1e3:.3f} ms in kernels, "
+                f"{self.call_s * 1e3:.3f} ms per call (median of {self.runs})")
 
 
 def profile(model: Any, feeds: "dict[str, Any] | Sequence[Any]", runs: int = 10, warmup: int = 2) -> Profile:

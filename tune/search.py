@@ -22,6 +22,7 @@ from ..compiler.lower import lower
 from ..compiler.schedule import ScheduleError
 from ..compiler.target import Target
 from ..ir.tensor import Tensor
+from ..runtime.text import text_table
 from .cost_model import CostModel
 from .database import TuningDB, WorkloadKey, candidate_id, signature, workload_key
 from .measure import Measurer, Result, Workload, random_inputs
@@ -281,15 +282,10 @@ def _select(pool: list[_Candidate], model: CostModel, rng: random.Random, n: int
 
 def describe(results: Sequence[TaskResult]) -> str:
     """The summary table: kernel, default and best time, speed-up, trials, failures."""
-    rows = [["kernel", "default ms", "best ms", "speed-up", "trials", "resumed", "failed", "time s", "note"]]
-    for r in results:
-        rows.append([r.name, _ms(r.default_time), _ms(r.best_time),
-                     f"{r.speedup:.2f}x" if r.speedup else "-", str(r.trials), str(r.resumed), str(r.failures),
-                     f"{r.elapsed:.1f}", r.note])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    rows = [[r.name, _ms(r.default_time), _ms(r.best_time), f"{r.speedup:.2f}x" if r.speedup else "-",
+             str(r.trials), str(r.resumed), str(r.failures), f"{r.elapsed:.1f}", r.note] for r in results]
+    return text_table(["kernel", "default ms", "best ms", "speed-up", "trials", "resumed", "failed", "time s", "note"],
+                      rows)
 
 
 def _ms(t: "float | None") -> str:

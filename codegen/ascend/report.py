@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ...runtime.text import text_table
+
 COLUMNS = ("ember kernel", "AscendC kernel", "family", "blocks", "former x units", "tail units", "tile",
            "UB bytes / budget", "bytes per core")
 
@@ -28,6 +30,4 @@ def plan_rows(obj: Any) -> list[tuple[str, ...]]:
 
 
 def plan_table(obj: Any) -> str:
-    rows = [COLUMNS, *plan_rows(obj)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return text_table(COLUMNS, plan_rows(obj), rule=False)
