@@ -143,11 +143,11 @@ class Lowerer:
                 if rel.tail == "guard" and not prove_equal(covered, ext[rel.parent]):
                     cond = values[rel.parent] < ext[rel.parent]
                     guards.append((cond, free_vars(values[rel.parent])))
-            elif not padded and _is_one(ext[rel.outer]):
+            elif not padded and const_value(ext[rel.outer]) == 1:
                 # A fused index stays below the product of the extents: with an outer extent of 1 it is the inner
                 # index itself (no div/mod per row of a parallel loop over (1, 12, 128) rows).
                 values[rel.outer], values[rel.inner] = const(0, INDEX), values[rel.fused]
-            elif not padded and _is_one(ext[rel.inner]):
+            elif not padded and const_value(ext[rel.inner]) == 1:
                 values[rel.outer], values[rel.inner] = values[rel.fused], const(0, INDEX)
             else:
                 inner_ext = ext[rel.inner]
@@ -455,7 +455,3 @@ def lower(sch: Schedule, args: list[Tensor], name: str = "kernel", gpu_loops: bo
     """Schedule -> loop IR, before the loop-level passes of the pipeline. `gpu_loops` admits loops bound to
     block/thread indices (targets whose backend maps them to hardware indices)."""
     return Lowerer(sch, args, name, gpu_loops).lower()
-
-
-def _is_one(e: Expr) -> bool:
-    return isinstance(e, Const) and e.value == 1

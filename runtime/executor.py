@@ -91,8 +91,12 @@ class CompiledModel:
 
     def run(self, feeds: "dict[str, Any] | Sequence[Any]") -> dict[str, np.ndarray]:
         given = tuple(feeds.values()) if isinstance(feeds, dict) else tuple(feeds)
-        arrays = self._bind(given, {}) if not isinstance(feeds, dict) else self._bind((), feeds)
+        arrays = self._bind_feeds(feeds)
         return {spec.name: out for spec, out in zip(self.outputs, self._deliver(self._execute(arrays), given))}
+
+    def _bind_feeds(self, feeds: "dict[str, Any] | Sequence[Any]") -> list[np.ndarray]:
+        """Inputs given by name (a dict) or in order (a sequence), checked."""
+        return self._bind((), feeds) if isinstance(feeds, dict) else self._bind(tuple(feeds), {})
 
     def _bind(self, args: tuple, feeds: dict) -> list[np.ndarray]:
         if args and feeds:

@@ -49,7 +49,7 @@ def profile(model: Any, feeds: "dict[str, Any] | Sequence[Any]", runs: int = 10,
                          f"{warmup!r}")
     for _ in range(warmup):
         model.run(feeds)
-    arrays = model._bind(tuple(feeds), {}) if not isinstance(feeds, dict) else model._bind((), feeds)
+    arrays = model._bind_feeds(feeds)
     times: list[list[float]] = [[] for _ in model.steps]
     calls = []
     for _ in range(runs):
