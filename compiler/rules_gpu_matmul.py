@@ -38,7 +38,7 @@ def contraction_reads(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     src = body.sources[0]
     if getattr(src, "op", None) != "mul":
         return None
-    reads = [_widened(x) for x in src.children()]
+    reads = [widened_read(x) for x in src.children()]
     if not all(isinstance(x, TensorRead) for x in reads):
         return None
     if reads[0].tensor is reads[1].tensor or any(isinstance(i, TensorRead) for x in reads for i in x.indices):
@@ -53,7 +53,7 @@ def contraction_reads(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     return None
 
 
-def _widened(x):
+def widened_read(x):
     """A float16 operand read as float32 (a float16 matmul accumulating in float32) counts as its read: the tile
     is staged in float16 and widened where it is used."""
     if isinstance(x, Cast) and x.dtype.name == "float32" and isinstance(x.value, TensorRead) \

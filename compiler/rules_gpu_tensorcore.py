@@ -8,8 +8,9 @@ later rules: a tail tile would need a guarded (per-element) write-back, which a 
 """
 from __future__ import annotations
 
-from ..ir.expr import Cast, Const, Var
+from ..ir.expr import Const, Var
 from ..ir.tensor import Reduce, TensorRead
+from .rules_gpu_matmul import widened_read
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -36,12 +37,9 @@ def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     src = body.sources[0]
     if getattr(src, "op", None) != "mul":
         return None
-    reads = []
-    for x in src.children():
-        if not (isinstance(x, Cast) and x.dtype.name == "float32" and isinstance(x.value, TensorRead)
-                and x.value.dtype.name == "float16" and all(isinstance(v, Var) for v in x.value.indices)):
-            return None
-        reads.append(x.value)
+    reads = [widened_read(x) for x in src.children()]
+    if any(r is x or not all(isinstance(v, Var) for v in r.indices) for r, x in zip(reads, src.children())):
+        return None  # an operand that is not a widened float16 read, or is read through index arithmetic
     if reads[0].tensor is reads[1].tensor:
         return None
     *batch, i, j = (iv.var for iv in st.op.axis)
