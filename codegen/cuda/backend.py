@@ -23,6 +23,7 @@ from .launch import MAX_BLOCK, MAX_GRID, LaunchConfigError, eval_json
 from .render import render
 from .tensorcore import check_arch
 
+ASYNC_COPY_ARCH = 80  # cp.async (global to shared without registers) from Ampere on
 NO_DEVICE = ("the cuda target needs cupy and an NVIDIA GPU to run kernels ({problem}); install cupy "
              "(pip install ember[cuda]) on a machine with a GPU, or add -emulate to the target "
              "(e.g. \"cuda -emulate\") to run the same CUDA code on the CPU emulator")
@@ -92,17 +93,18 @@ class CUDABackend:
                f"{cupy.cuda.runtime.runtimeGetVersion()}"
 
     def compile(self, func: PrimFunc, target: Target) -> dict[str, "bytes | str"]:
-        check_arch(func.body, str(target.get("arch")))
+        arch = str(target.get("arch"))
+        check_arch(func.body, arch)
         module = render(func, int(target.get("max-threads-per-block")),  # type: ignore[arg-type]
-                        int(target.get("max-shared-memory-per-block")))  # type: ignore[arg-type]
+                        int(target.get("max-shared-memory-per-block")),  # type: ignore[arg-type]
+                        async_copies=int(arch.replace("sm_", "")) >= ASYNC_COPY_ARCH)
         parts: dict[str, "bytes | str"] = {"cuda": module.source, "launches": json.dumps(module.launches)}
         if target.emulate:
             from .emulate import compile_module
             parts["emulated"] = compile_module(module.source, kernel_specs(module.launches))
         else:
             cupy_or_raise()
-            arch = str(target.get("arch")).replace("sm_", "")
-            parts["cubin"] = _cubin_bytes(module.source, arch)
+            parts["cubin"] = _cubin_bytes(module.source, arch.replace("sm_", ""))
         return parts
 
     def load(self, parts: dict[str, "bytes | str"], func_args: int, size_vars: int, target: Target):

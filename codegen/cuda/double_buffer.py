@@ -8,6 +8,13 @@ the use of the current one (into the other buffer):
 The code generator's barrier rule (a barrier where a shared buffer written by other threads is read, or read
 ones are overwritten) then needs one barrier per step instead of two, and the global loads of the next tile
 are in flight while other warps still compute on the current one.
+
+With asynchronous copies (cp.async, sm_80+) each step issues the next tile's fetch first, then computes on the
+current tile while the copies land (`prefetch_first`):
+    fetch(0) -> T0
+    for kk:  fetch(2kk+1) -> T1 | use(T0) | fetch(2kk+2) -> T0 | use(T1)
+The other buffer was last read before the previous step's barrier, so writing it at once is safe; the barrier
+before each overwrite of a tile (the same single barrier per step) waits for the copies in flight.
 """
 from __future__ import annotations
 
@@ -22,19 +29,20 @@ from .launch import shared_access
 PRAGMA = "double_buffer"
 
 
-def double_buffer(s: Stmt, copies: "dict[Buffer, tuple[Buffer, Buffer]] | None" = None) -> Stmt:
+def double_buffer(s: Stmt, prefetch_first: bool = False,
+                  copies: "dict[Buffer, tuple[Buffer, Buffer]] | None" = None) -> Stmt:
     """Rewrite every loop annotated with the pragma (anywhere in `s`). Copies of one loop made by loop
     partitioning (a main and a tail loop) share their tile buffers, as they shared the originals."""
     copies = {} if copies is None else copies
-    kids = [double_buffer(k, copies) for k in s.children()]
+    kids = [double_buffer(k, prefetch_first, copies) for k in s.children()]
     if any(k is not o for k, o in zip(kids, s.children())):
         s = with_children(s, kids)
     if isinstance(s, For) and s.annotation(PRAGMA):
-        return _rewrite(s, copies)
+        return _rewrite(s, copies, prefetch_first)
     return s
 
 
-def _rewrite(loop: For, copies: "dict[Buffer, tuple[Buffer, Buffer]]") -> Stmt:
+def _rewrite(loop: For, copies: "dict[Buffer, tuple[Buffer, Buffer]]", prefetch_first: bool) -> Stmt:
     where = f"double_buffer on loop {loop.var.name!r}"
     if loop.kind != "serial":
         raise CudaCodegenError(f"{where}: the loop is {loop.kind}; only a serial loop steps through tiles")
@@ -77,8 +85,12 @@ def _rewrite(loop: For, copies: "dict[Buffer, tuple[Buffer, Buffer]]") -> Stmt:
         return IfThenElse(cond, s)
 
     n = loop.extent
-    pair = seq([at(use, step[0], 0), when(step[1] < n, at(fetch, step[1], 1)),
-                when(step[1] < n, seq([at(use, step[1], 1), when(step[2] < n, at(fetch, step[2], 0))]))])
+    if prefetch_first:
+        pair = seq([when(step[1] < n, at(fetch, step[1], 1)), at(use, step[0], 0),
+                    when(step[2] < n, at(fetch, step[2], 0)), when(step[1] < n, at(use, step[1], 1))])
+    else:
+        pair = seq([at(use, step[0], 0), when(step[1] < n, at(fetch, step[1], 1)),
+                    when(step[1] < n, seq([at(use, step[1], 1), when(step[2] < n, at(fetch, step[2], 0))]))])
     out = seq([when(const(0, INDEX) < n, at(fetch, const(0, INDEX), 0)),
                      For(kk, (n + 1) // 2, "serial", pair)])
     for b in tiles:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ...ir.expr import Const, Expr, SizeVar, Var, free_vars, substitute, transform, walk
+from ...ir.expr import Const, Expr, Select, SizeVar, Var, const, free_vars, select, substitute, transform, walk
 from ...ir.simplify import affine, coefficient, simplify_index
 from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store
 from .exprs import HELPERS, CudaCodegenError, ExprPrinter, compute_type, storage_type
@@ -27,6 +27,12 @@ PRELUDE = """#ifdef EMBER_EMULATE
 #define EMBER_SHARED(T, name, n) __shared__ __align__(32) T name[n]
 #define EMBER_LOAD4(p, i) (*reinterpret_cast<const float4*>(&(p)[i]))
 #define EMBER_STORE4(p, i, v) (*reinterpret_cast<float4*>(&(p)[i]) = (v))
+template <class T> __device__ __forceinline__ void ember_cp_async(T* dst, const T* src, bool full) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+               "l"(src), "n"(sizeof(T)), "r"(full ? (int)sizeof(T) : 0));
+}
+#define EMBER_CP_ASYNC(dst, i, src, j, full) ember_cp_async(&(dst)[i], &(src)[j], (full))
+#define EMBER_CP_ASYNC_WAIT() asm volatile("cp.async.wait_all;\\n" ::: "memory")
 #endif
 """
 KERNELS_MARK = "// ---- kernels ----"  # everything before it is the same in every source
@@ -45,12 +51,16 @@ class CudaModule:
     launches: dict
 
 
-def render(func: PrimFunc, max_threads: int, max_shared: int) -> CudaModule:
-    temps, plans = plan_kernels(replace(func, body=double_buffer(func.body)))
+def render(func: PrimFunc, max_threads: int, max_shared: int, async_copies: bool = False) -> CudaModule:
+    """`async_copies` (sm_80+): cooperative fills copy global elements with cp.async, and double-buffered loops
+    issue the next tile's copies before computing on the current one. Not with symbolic sizes: their 64-bit
+    addresses of the copies in flight made ptxas spill the register tiles (measured: 12-44 bytes per thread)."""
+    async_copies = async_copies and not func.size_vars
+    temps, plans = plan_kernels(replace(func, body=double_buffer(func.body, prefetch_first=async_copies)))
     parts = [PRELUDE, HELPERS, KERNELS_MARK]
     kernels = []
     for plan in plans:
-        text, info = KernelRenderer(func, plan, temps, max_threads, max_shared).render()
+        text, info = KernelRenderer(func, plan, temps, max_threads, max_shared, async_copies).render()
         parts.append(text)
         kernels.append(info)
     if any("nvcuda::wmma::" in p for p in parts):
@@ -69,9 +79,13 @@ def render(func: PrimFunc, max_threads: int, max_shared: int) -> CudaModule:
 
 
 class KernelRenderer:
-    def __init__(self, func: PrimFunc, plan: KernelPlan, temps: list[Buffer], max_threads: int, max_shared: int):
+    def __init__(self, func: PrimFunc, plan: KernelPlan, temps: list[Buffer], max_threads: int, max_shared: int,
+                 async_copies: bool = False):
         self.func, self.plan, self.temps = func, plan, temps
         self.max_threads, self.max_shared = max_threads, max_shared
+        self.async_copies = async_copies
+        self.copies_in_flight = False  # a cp.async was emitted since the last wait: the next barrier waits first
+        self.barriers = 0  # barriers emitted so far
         self.lines: list[str] = []
         self.depth = 1
         self.used_names: set[str] = set()
@@ -130,6 +144,8 @@ class KernelRenderer:
         threads = self._threads()
         shared_bytes = self._declare_shared()
         self.stmt(plan.body)
+        if self.copies_in_flight:
+            self.emit("EMBER_CP_ASYNC_WAIT();")
         head = (f'extern "C" __global__ void __launch_bounds__({threads if threads else self.max_threads}) '
                 f"{plan.name}({', '.join(params)}) {{")
         text = "\n".join([head, *self.lines, "}", ""])
@@ -182,8 +198,9 @@ class KernelRenderer:
         elif isinstance(s, For):
             self.loop(s)
         elif isinstance(s, Store):
-            ref = f"{self.buffer_name(s.buffer)}[{self.printer(s.index)}]"
-            self.emit(f"{ref} = {self.printer.store_value(s.buffer, s.value)};")
+            if not self._async_copy(s):
+                ref = f"{self.buffer_name(s.buffer)}[{self.printer(s.index)}]"
+                self.emit(f"{ref} = {self.printer.store_value(s.buffer, s.value)};")
         elif isinstance(s, IfThenElse):
             diverges = self._varies(s.cond)
             self.divergent += diverges
@@ -210,6 +227,25 @@ class KernelRenderer:
         else:
             raise CudaCodegenError(f"unknown statement {type(s).__name__}")
 
+    def _async_copy(self, s: Store) -> bool:
+        """Emit a cooperative fill's element copied unchanged from global memory (or zero where a padding
+        condition fails) as cp.async: it lands in shared memory without passing through registers, so the
+        thread goes on at once; the barrier that publishes the tile waits for it."""
+        if not (self.async_copies and s.buffer in self.plan.cooperative):
+            return False
+        value, full = s.value, None
+        if isinstance(value, Select) and isinstance(value.b, Const) and value.b.value == 0:
+            value, full = value.a, value.cond
+        if not (isinstance(value, Load) and value.buffer.scope == "global" and value.dtype == s.buffer.dtype
+                and value.dtype.bits in (32, 64)):
+            return False
+        src = value.index if full is None else select(full, value.index, const(0, value.index.dtype))
+        self.emit(f"EMBER_CP_ASYNC({self.buffer_name(s.buffer)}, {self.printer(s.index)}, "
+                  f"{self.buffer_name(value.buffer)}, {self.printer(src)}, "
+                  f"{'true' if full is None else self.printer(full)});")
+        self.copies_in_flight = True
+        return True
+
     def block(self, s: Stmt) -> None:
         self.depth += 1
         self.stmt(s)
@@ -233,9 +269,16 @@ class KernelRenderer:
             reads, writes = shared_access(s)
             if self._crosses_threads((reads & self.pending_writes) | (writes & self.pending_reads)):
                 self.barrier()
+            before, barriers = (self.pending_reads.copy(), self.pending_writes.copy()), self.barriers
             self.stmt(s)
-            self.pending_reads |= reads
-            self.pending_writes |= writes
+            if isinstance(s, (For, Allocate, LetStmt)) and self.barriers > barriers \
+                    and not (self.pending_reads or self.pending_writes):
+                # it ended with a barrier (a tiled loop does): pending is only what was before it, in case its
+                # loops ran no iteration; the statement's own accesses need no second barrier after it
+                self.pending_reads, self.pending_writes = before
+            else:
+                self.pending_reads |= reads
+                self.pending_writes |= writes
 
     def barrier(self) -> None:
         if self.divergent and self.plan.cooperative:
@@ -243,8 +286,12 @@ class KernelRenderer:
                                    f"{', '.join(sorted(b.name for b in self.plan.cooperative))} and its use, under a "
                                    f"condition or loop count that differs between threads (a divergent "
                                    f"__syncthreads); compute the shared stage outside the guarded loops")
+        if self.copies_in_flight:
+            self.emit("EMBER_CP_ASYNC_WAIT();")
+            self.copies_in_flight = False
         if not self.lines or self.lines[-1].strip() != "__syncthreads();":
             self.emit("__syncthreads();")
+        self.barriers += 1
         self.pending_reads.clear()
         self.pending_writes.clear()
 
@@ -312,7 +359,8 @@ class KernelRenderer:
             self.thread_varying.add(s.var)
         self.stmt(s.body)
         reads, writes = shared_access(s.body)
-        if self._crosses_threads(reads & writes):  # the next iteration overwrites what other threads may still read
+        # the next iteration overwrites what other threads may still read, unless the body ended with a barrier
+        if (self.pending_reads or self.pending_writes) and self._crosses_threads(reads & writes):
             self.barrier()
         self.divergent -= diverges
         self.depth -= 1

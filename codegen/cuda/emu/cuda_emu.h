@@ -43,6 +43,7 @@
 #include "emu_fiber.h"
 #include "emu_warp.h"
 #include "emu_memory.h"
+#include "emu_async.h"
 #include "emu_wmma.h"
 
 // Per-fiber built-in variables (defined last so the emulator's own code never sees these macros).

@@ -53,6 +53,8 @@ struct Fiber {
     uint64_t result;       // what the collective gives back to it
     void* payload;         // collective-specific data on its own stack (WMMA)
     unsigned shared_decls; // EMBER_SHARED declarations it has passed in this block
+    void* copies;          // its cp.async copies not yet waited for (emu_async.h), grown as needed
+    unsigned ncopies, copies_cap;
     int stack;             // index of its stack in the pool, -1 when it has none
 #if EMBER_EMU_ASM_SWITCH
     void* sp;
@@ -186,6 +188,9 @@ void yield_to_scheduler() {
 void fiber_main() {
     g_body(g_body_ctx);
     Fiber* f = g_cur;
+    if (f->ncopies)
+        fail_thread("exits with %u cp.async copies to shared memory never waited for (EMBER_CP_ASYNC_WAIT)",
+                    f->ncopies);
     f->state = F_DONE;
     ++g_done;
     g_free_stacks[g_nfree++] = f->stack;  // nothing runs on it once we switch away below
@@ -304,6 +309,7 @@ int run_block() {
     for (unsigned i = 0; i < g_nthreads; ++i) {
         g_fibers[i].state = F_NEW;
         g_fibers[i].shared_decls = 0;
+        g_fibers[i].ncopies = 0;
         g_fibers[i].stack = -1;
     }
     for (;;) {
