@@ -62,7 +62,7 @@ def widened_read(x):
     return x
 
 
-def _inline_into_fetch(sch: Schedule, t: Tensor) -> None:
+def inline_into_fetch(sch: Schedule, t: Tensor) -> None:
     """An element-wise producer of an operand (im2col, a transpose) is computed while its tile is fetched into
     shared memory (an implicit GEMM for convolutions) instead of being stored by a launch of its own."""
     if isinstance(t.op, PlaceholderOp):
@@ -104,7 +104,7 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     k_var = st.op.reduce_axis[0].var
     operands = [sch.resolve(r.tensor) for r in staged]
     for t in operands:
-        _inline_into_fetch(sch, t)
+        inline_into_fetch(sch, t)
     acc = sch.cache_write(st.op.outputs[0], "local")
     shared = [sch.cache_read(t, "shared", [acc]) for t in operands]
     *batch, i, j = st.leaf

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..ir.expr import Const, Var
 from ..ir.tensor import Reduce, TensorRead
-from .rules_gpu_matmul import widened_read
+from .rules_gpu_matmul import inline_into_fetch, widened_read
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -47,8 +47,10 @@ def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     nb = len(batch)
 
     def indexed(read: TensorRead, side: Var) -> bool:
+        """Batched like the output, or one matrix for every batch (a convolution's weights)."""
         idx = read.indices
-        return len(idx) == nb + 2 and all(a is b for a, b in zip(idx[:nb], batch)) and {*idx[nb:]} == {side, k}
+        lead = len(idx) - 2
+        return lead in (0, nb) and all(a is b for a, b in zip(idx[:lead], batch)) and {*idx[lead:]} == {side, k}
     for a, b in (reads, reads[::-1]):
         if indexed(a, i) and indexed(b, j):
             return a, b
@@ -68,8 +70,11 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     wy, wx = max(ty_n // WARP_TILE, 1), max(tx_n // WARP_TILE, 1)
     if 32 * wy * wx > block:
         return False
+    operands = [sch.resolve(r.tensor) for r in reads]
+    for t in operands:
+        inline_into_fetch(sch, t)
     acc = sch.cache_write(st.op.outputs[0], "local")
-    shared = [sch.cache_read(sch.resolve(r.tensor), "shared", [acc]) for r in reads]
+    shared = [sch.cache_read(t, "shared", [acc]) for t in operands]
     *batch, i, j = st.leaf
     by, yi = st.split(i, ty_n)
     bx, xi = st.split(j, tx_n)

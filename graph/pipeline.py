@@ -9,7 +9,7 @@ from typing import Callable
 from .ir import Graph
 from .passes import (check_outputs, check_supported, eliminate_common_subexpressions, eliminate_dead_code,
                      fold_constants, infer_shapes)
-from .rewrites import block_conv_weights, fold_batchnorm, pretranspose_gemm_weights
+from .rewrites import block_conv_weights, fold_batchnorm, matrix_conv_weights, pretranspose_gemm_weights
 
 GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("check_supported", check_supported),            # every op known at its opset, or one error listing all
@@ -28,6 +28,7 @@ GRAPH_PASSES: list[tuple[str, Callable[[Graph], Graph]]] = [
 # Layout choices that only pay off on one target's kernels, run after the passes above.
 TARGET_PASSES: dict[str, list[tuple[str, Callable[[Graph], Graph]]]] = {
     "llvm": [("block_conv_weights", block_conv_weights)],  # constant Conv weights in blocks of output channels
+    "cuda": [("matrix_conv_weights", matrix_conv_weights)],  # constant Conv weights as the implicit GEMM's matrix
 }
 
 

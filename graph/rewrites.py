@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph, Node, Value
-from .ops.nn_conv import OUTPUT_BLOCK_ATTR
+from .ops.nn_conv import MATRIX_KERNEL_ATTR, OUTPUT_BLOCK_ATTR
 
 
 def fold_batchnorm(g: Graph) -> Graph:
@@ -103,4 +103,26 @@ def block_conv_weights(g: Graph) -> Graph:
                                     .transpose(0, 2, 3, 4, 1))
         node.inputs[1] = Value(w.name + "_blocked", w.dtype, tuple(data.shape), data)
         node.attrs = {**node.attrs, OUTPUT_BLOCK_ATTR: OUTPUT_BLOCK}
+    return g
+
+
+def matrix_conv_weights(g: Graph) -> Graph:
+    """GPU: a 2-D Conv without groups, with a constant float32/float16 weight and a static input, runs as an
+    implicit GEMM whose weight operand is the (m, c*kh*kw) matrix; laid out once as that matrix, the weight is read
+    with plain indices, so the GPU matmul rule stages its tiles in shared memory (cooperative, cp.async) like any
+    matrix operand, instead of every thread reading its filters from global memory through div/mod."""
+    matrices: dict[int, Value] = {}  # one matrix per weight, however many convolutions share it
+    for node in g.nodes:
+        w = node.inputs[1] if node.op == "Conv" and len(node.inputs) > 1 else None
+        if w is None or not w.is_const or w.data.ndim != 4 or w.data.dtype not in (np.float32, np.float16):
+            continue
+        x = node.inputs[0]
+        if node.attrs.get("group", 1) != 1 or len(x.shape) != 4 or not all(isinstance(d, int) for d in x.shape):
+            continue
+        m, c, kh, kw = w.data.shape
+        if id(w) not in matrices:
+            data = np.ascontiguousarray(w.data.reshape(m, c * kh * kw))
+            matrices[id(w)] = Value(w.name + "_matrix", w.dtype, tuple(data.shape), data)
+        node.inputs[1] = matrices[id(w)]
+        node.attrs = {**node.attrs, MATRIX_KERNEL_ATTR: [kh, kw]}
     return g

@@ -96,6 +96,8 @@ def conv(ctx: OpContext, x: Tensor, w: Tensor, b: "Tensor | None" = None) -> Ten
     acc = accumulator(x.dtype)
     if ctx.attr(OUTPUT_BLOCK_ATTR, 0):
         return add_bias(ctx, conv_channel_blocked(ctx, x, w), b, x.dtype)
+    if ctx.attr(MATRIX_KERNEL_ATTR, None) is not None:
+        return add_bias(ctx, conv_as_matmul(ctx, x, w, [int(k) for k in ctx.attr(MATRIX_KERNEL_ATTR)]), b, x.dtype)
     if _as_matmul(ctx, x, w):
         return add_bias(ctx, conv_as_matmul(ctx, x, w), b, x.dtype)
     final = b is None and acc == x.dtype
@@ -116,7 +118,7 @@ def _as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> bool:
 STRIDED_MATRIX_MIN_CHANNELS = 16
 
 
-def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
+def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor, matrix_kernel: "list[int] | None" = None) -> Tensor:
     """im2col (padding becomes zeros there), a matmul over the flattened (channel, tap) axis, and a view back to
     (n, m, oh, ow). The column matrix (n, k, pixel) is built in the layout that measured fastest: as that matrix
     for stride 1 and for strided convolutions with STRIDED_MATRIX_MIN_CHANNELS input channels or more (the
@@ -124,10 +126,17 @@ def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
     channels, many pixels) as (n, k, oh, ow) with affine (strided, not gathered) reads of the padded input, which
     the matmul reads as the row-major matrix it is (in tiles of whole output rows, each panel computed from the
     padded input, where the row length allows); a 1x1 stride-1 unpadded convolution reads its input as that
-    matrix directly, with no copy."""
+    matrix directly, with no copy. With `matrix_kernel` (kh, kw), the weight was laid out once as the (m, c*kh*kw)
+    matrix it is read as (graph.rewrites.matrix_conv_weights), so it is read with no index arithmetic."""
     sizes = spatial_dims(ctx, x)
-    _, c_in, m_out, _ = channels(ctx, x, w)
-    win = window(ctx, sizes, kernel_attr(ctx, 2, w.shape[2:]))
+    if matrix_kernel is None:
+        _, c_in, m_out, _ = channels(ctx, x, w)
+    else:
+        c_in = as_int_dims(ctx, [x.shape[1]], "input channels")[0]
+        m_out, k_w = as_int_dims(ctx, w.shape, "weight matrix shape")
+        if k_w != c_in * matrix_kernel[0] * matrix_kernel[1]:
+            raise ctx.error(f"weight matrix has {k_w} columns, not {c_in} channels x {matrix_kernel} taps")
+    win = window(ctx, sizes, kernel_attr(ctx, 2, w.shape[2:] if matrix_kernel is None else matrix_kernel))
     (kh, kw), (oh, ow) = win.kernel, win.out
     n, k_len, pixels = dim_value(x.shape[0]), c_in * kh * kw, oh * ow
 
@@ -150,13 +159,16 @@ def conv_as_matmul(ctx: OpContext, x: Tensor, w: Tensor) -> Tensor:
 
     kk = E.reduce_axis(k_len, "k")
     acc = accumulator(x.dtype)
+    def weight(m, k):
+        return w[m, k] if matrix_kernel is not None else w[(m, k // (kh * kw), (k // kw) % kh, k % kw)]
+
     prod = E.compute((n, m_out, pixels), lambda b, m, p: E.sum(
-        E.cast(acc, w[(m, kk.var // (kh * kw), (kk.var // kw) % kh, kk.var % kw)])
-        * E.cast(acc, read(b, kk.var, p)), axis=kk), name=ctx.name("_mm"))
+        E.cast(acc, weight(m, kk.var)) * E.cast(acc, read(b, kk.var, p)), axis=kk), name=ctx.name("_mm"))
     return E.compute((n, m_out, oh, ow), lambda b, m, i, j: prod[b, m, i * ow + j], name=ctx.name("_acc"))
 
 
 OUTPUT_BLOCK_ATTR = "ember_output_block"  # set by graph.rewrites.block_conv_weights on the Conv it rewrote
+MATRIX_KERNEL_ATTR = "ember_matrix_kernel"  # (kh, kw), set by graph.rewrites.matrix_conv_weights
 
 
 def conv_channel_blocked(ctx: OpContext, x: Tensor, wb: Tensor) -> Tensor:

@@ -13,6 +13,9 @@ from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import ember
+from ember.frontend.onnx_import import import_checked
+from ember.graph.ops.nn_conv import MATRIX_KERNEL_ATTR
+from ember.graph.pipeline import optimize
 from ember.testing import gpu_test_target, gpu_test_unavailable
 from ember.codegen.cuda.exprs import CudaCodegenError
 from ember.compiler.rules_gpu_matmul import LARGE, MatmulTiles, contraction_reads, schedule_tiled_matmul
@@ -118,6 +121,40 @@ def test_convolution_is_an_implicit_gemm(n, c, hw, m, k, stride, pad):
     compiled = ember.compile(model, target=EMU)
     x = np.random.default_rng(2).standard_normal((n, c, hw, hw)).astype(np.float32)
     np.testing.assert_allclose(compiled(x)[0], _numpy_conv(x, w, stride, pad), rtol=1e-4, atol=1e-4)
+
+
+def test_constant_conv_weights_are_a_matrix_staged_in_shared_memory():
+    """The cuda graph pass lays a constant weight out once as the (m, c*kh*kw) matrix the implicit GEMM reads, so
+    its tiles are fetched into shared memory like any matrix operand (plain indices: no div/mod per filter read)."""
+    model, w = _conv_model(1, 8, 12, 64, 3, 1, 1)
+    g = optimize(import_checked(model), "cuda")
+    conv = next(n for n in g.nodes if n.op == "Conv")
+    assert conv.inputs[1].data.shape == (64, 72) and list(conv.attrs[MATRIX_KERNEL_ATTR]) == [3, 3]
+    np.testing.assert_array_equal(conv.inputs[1].data[5, 4 * 9 + 2 * 3 + 1], w[5, 4, 2, 1])
+    assert not any(n.attrs.get(MATRIX_KERNEL_ATTR) for n in optimize(import_checked(model), "llvm").nodes)
+    compiled = ember.compile(model, target=EMU)
+    src = compiled.steps[0].kernel.source("cuda")
+    weight = next(p["name"] for k in json.loads(compiled.steps[0].kernel.source("launches"))["kernels"]
+                  for p in k["params"] if p["ctype"] == "const float" and "_matrix" not in p["name"]
+                  and f"{p['name']}_shared0" in src)
+    assert not re.search(rf"\b{weight}\[[^;]*ember_(floordiv|mod)", src)
+    x = np.random.default_rng(3).standard_normal((1, 8, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(compiled(x)[0], _numpy_conv(x, w, 1, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_convolutions_sharing_a_weight_share_its_matrix():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])
+    w = np.random.default_rng(4).standard_normal((4, 4, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], pads=[1] * 4),
+             helper.make_node("Conv", ["a", "w"], ["y"], pads=[1] * 4)]
+    model = helper.make_model(helper.make_graph(nodes, "twice", [x], [y], [numpy_helper.from_array(w, "w")]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    convs = [n for n in optimize(import_checked(model), "cuda").nodes if n.op == "Conv"]
+    assert convs[0].inputs[1] is convs[1].inputs[1]
+    xv = np.random.default_rng(5).standard_normal((1, 4, 6, 6)).astype(np.float32)
+    want = _numpy_conv(_numpy_conv(xv, w, 1, 1), w, 1, 1)
+    np.testing.assert_allclose(ember.compile(model, target=EMU)(xv)[0], want, rtol=1e-4, atol=1e-4)
 
 
 def test_convolution_gathers_its_input_inside_the_tile_fetch():

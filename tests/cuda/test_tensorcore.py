@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from onnx import TensorProto, helper, numpy_helper
 
 import ember
 from ember.codegen.cuda import CudaCodegenError
@@ -194,3 +195,30 @@ def test_batched_float16_matmul_takes_tensor_cores(q, m, n, seed):
     b = rng.standard_normal((q, n, 32)).astype(np.float16)
     want = a.astype(np.float32) @ b.astype(np.float32).transpose(0, 2, 1)
     np.testing.assert_allclose(f(a, b), want, rtol=1e-5, atol=1e-4)
+
+
+def _conv16(batch: int, c: int, hw: int, m: int, k: int, stride: int, pad: int):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, [batch, c, hw, hw])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", "m", "h", "w"])
+    w = (np.random.default_rng(k).standard_normal((m, c, k, k)) / np.sqrt(c * k * k)).astype(np.float16)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[pad] * 4, strides=[stride] * 2)
+    graph = helper.make_graph([node], "conv16", [x], [y], [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([1, 2]), st.sampled_from([16, 32]), st.sampled_from([(8, 1, 1), (16, 2, 1), (12, 1, 1)]),
+       st.sampled_from([16, 48]))
+def test_float16_convolution_takes_tensor_cores(batch, c, window, m):
+    """An implicit GEMM whose pixel count, channels x taps and filters are multiples of 16: the weight matrix (one
+    for every image of the batch) and the input patches gathered inside the tile fetch, on WMMA."""
+    hw, stride, pad = window
+    model, w = _conv16(batch, c, hw, m, 3, stride, pad)
+    compiled = ember.compile(model, target=EMU)
+    assert any("mma_sync" in s.kernel.source("cuda") for s in compiled.steps)
+    x = np.random.default_rng(c + m).standard_normal((batch, c, hw, hw)).astype(np.float16)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = (hw + 2 * pad - 3) // stride + 1
+    want = sum(np.einsum("nchw,mc->nmhw", xp[:, :, i:i + stride * out:stride, j:j + stride * out:stride],
+                         w[:, :, i, j].astype(np.float64)) for i in range(3) for j in range(3))
+    np.testing.assert_allclose(compiled(x)[0].astype(np.float64), want, rtol=4e-3, atol=4e-3)
