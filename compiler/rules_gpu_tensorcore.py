@@ -15,6 +15,9 @@ from .schedule import Schedule, Stage
 from .target import Target
 
 TILE, WARP_TILE, MAX_BLOCK_TILE, MIN_ARCH = 16, 32, 64, 70
+# float16 elements each thread copies per fetch step when the tile splits evenly: 16 bytes (one cp.async on sm_80+,
+# where the code generator sees a plain copy; an element-wise producer computed in the fetch stays per element)
+COPY_LANES = (8, 4, 2, 1)
 
 
 def has_tensor_cores(target: Target) -> bool:
@@ -99,10 +102,17 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     ast.unroll(ajo)
     ast.pragma(ai, "tensor_core", 1)
     ast.pragma(ko, "double_buffer", 1)
-    for tile in shared:
+    threads = 32 * wy * wx
+    for tile, side in zip(shared, (ty_n, tx_n)):
         tst = sch[tile]
         tst.compute_at(ast, ko)
-        rest, x = tst.split(tst.fuse(*tst.leaf), 32)
+        *rows, cols = tst.leaf
+        lanes = next(v for v in COPY_LANES if side * TILE % (v * threads) == 0)
+        if lanes > 1:  # split off the contiguous dimension itself, so the lanes stay unit-stride in both memories
+            cols, lane = tst.split(cols, lanes)
+            tst.vectorize(lane)
+        rest = tst.fuse(*rows, cols)
+        rest, x = tst.split(rest, 32)
         rest, z = tst.split(rest, wx)
         _, y = tst.split(rest, wy)
         tst.bind(x, "threadIdx.x")

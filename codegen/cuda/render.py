@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ...ir.expr import Const, Expr, Select, SizeVar, Var, const, free_vars, select, substitute, transform, walk
+from ...ir.expr import Cast, Const, Expr, Select, SizeVar, Var, const, free_vars, select, substitute, transform, walk
 from ...ir.simplify import affine, coefficient, simplify_index
 from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFunc, Seq, Stmt, Store
 from .exprs import HELPERS, CudaCodegenError, ExprPrinter, compute_type, storage_type
@@ -32,6 +32,14 @@ template <class T> __device__ __forceinline__ void ember_cp_async(T* dst, const 
                "l"(src), "n"(sizeof(T)), "r"(full ? (int)sizeof(T) : 0));
 }
 #define EMBER_CP_ASYNC(dst, i, src, j, full) ember_cp_async(&(dst)[i], &(src)[j], (full))
+template <int B, class T> __device__ __forceinline__ void ember_cp_async_vec(T* dst, const T* src) {
+  if (B == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src),
+                 "n"(B));
+}
+#define EMBER_CP_ASYNC_VEC(dst, i, src, j, bytes) ember_cp_async_vec<bytes>(&(dst)[i], &(src)[j])
 #define EMBER_CP_ASYNC_WAIT() asm volatile("cp.async.wait_all;\\n" ::: "memory")
 #endif
 """
@@ -200,7 +208,11 @@ class KernelRenderer:
         elif isinstance(s, Store):
             if not self._async_copy(s):
                 ref = f"{self.buffer_name(s.buffer)}[{self.printer(s.index)}]"
-                self.emit(f"{ref} = {self.printer.store_value(s.buffer, s.value)};")
+                load = copied_load(s.value, s.buffer.dtype)
+                if load is not None:  # no round trip through float for a float16 copy
+                    self.emit(f"{ref} = {self.buffer_name(load.buffer)}[{self.printer(load.index)}];")
+                else:
+                    self.emit(f"{ref} = {self.printer.store_value(s.buffer, s.value)};")
         elif isinstance(s, IfThenElse):
             diverges = self._varies(s.cond)
             self.divergent += diverges
@@ -236,8 +248,8 @@ class KernelRenderer:
         value, full = s.value, None
         if isinstance(value, Select) and isinstance(value.b, Const) and value.b.value == 0:
             value, full = value.a, value.cond
-        if not (isinstance(value, Load) and value.buffer.scope == "global" and value.dtype == s.buffer.dtype
-                and value.dtype.bits in (32, 64)):
+        value = copied_load(value, s.buffer.dtype)
+        if not (value is not None and value.buffer.scope == "global" and value.dtype.bits in (32, 64)):
             return False
         src = value.index if full is None else select(full, value.index, const(0, value.index.dtype))
         self.emit(f"EMBER_CP_ASYNC({self.buffer_name(s.buffer)}, {self.printer(s.index)}, "
@@ -372,6 +384,8 @@ class KernelRenderer:
         holds for every lane when it holds for the last one selects between that and the scalar loop. Returns
         False when the loop does not have this form (it is then emitted as an unrolled scalar loop)."""
         lane, body = s.var, s.body
+        if self._vector_copy(s):
+            return True
         if not (isinstance(s.extent, Const) and s.extent.value == 4):
             return False
         if isinstance(body, Store):
@@ -396,6 +410,27 @@ class KernelRenderer:
         self.serial_loop(s)
         self.depth -= 1
         self.emit("}")
+        return True
+
+    def _vector_copy(self, s: For) -> bool:
+        """A cooperative tile's row of unit-stride elements copied unchanged from global memory, 4, 8 or 16 bytes
+        in all with both ends aligned to that size (a float16 tile's 8 elements): one cp.async of that many
+        bytes instead of one per element."""
+        st = s.body
+        if not (self.async_copies and isinstance(s.extent, Const) and isinstance(st, Store)
+                and st.buffer in self.plan.cooperative):
+            return False
+        lanes, load = s.extent.value, copied_load(st.value, st.buffer.dtype)
+        nbytes = lanes * st.buffer.dtype.bits // 8
+        if load is None or load.buffer.scope != "global" or nbytes not in (4, 8, 16):
+            return False
+        dst, src = (_lane_base(x.index, s.var, lanes) for x in (st, load))
+        if dst is None or src is None:
+            return False
+        self.aligned.add(load.buffer)
+        self.emit(f"EMBER_CP_ASYNC_VEC({self.buffer_name(st.buffer)}, {self.printer(dst)}, "
+                  f"{self.buffer_name(load.buffer)}, {self.printer(src)}, {nbytes});")
+        self.copies_in_flight = True
         return True
 
     @staticmethod
@@ -539,10 +574,33 @@ def _monotone_guard(cond: Expr, lane: Var) -> bool:
 def _vector_base(buf: Buffer, index: Expr, lane: Var) -> "Expr | None":
     """The index of lane 0 when `buf[index]` is a float4 access: float32 global or shared memory (shared arrays
     are declared 16-byte aligned), unit stride in `lane`, lane 0 at a multiple of 4 elements."""
-    if buf.dtype.name != "float32" or buf.scope not in ("global", "shared") or coefficient(index, lane) != 1:
+    if buf.dtype.name != "float32" or buf.scope not in ("global", "shared"):
+        return None
+    return _lane_base(index, lane, 4)
+
+
+def _lane_base(index: Expr, lane: Var, lanes: int) -> "Expr | None":
+    """The index of lane 0 when `index` has unit stride in `lane` and lane 0 is provably a multiple of `lanes`."""
+    if coefficient(index, lane) != 1:
         return None
     base = simplify_index(substitute(index, {lane: Const(0, lane.dtype)}))
     form = affine(base)
-    if form is None or form[1] % 4 or any(n % 4 for n in form[0].values()):
+    if form is None or form[1] % lanes or any(n % lanes for n in form[0].values()):
         return None
     return base
+
+
+_EXACT = {"float16": ("float32", "float64"), "float32": ("float64",)}  # types holding every value of the key
+
+
+def copied_load(value: Expr, dtype) -> "Load | None":
+    """The load `value` copies unchanged into a `dtype` element: a load of that dtype, possibly through
+    conversions that lose nothing (a float16 widened to float32 and rounded back), else None."""
+    casts = []
+    while isinstance(value, Cast):
+        casts.append(value.dtype.name)
+        value = value.value
+    if isinstance(value, Load) and value.dtype == dtype \
+            and all(c == dtype.name or c in _EXACT.get(dtype.name, ()) for c in casts):
+        return value
+    return None

@@ -37,6 +37,17 @@ extern "C" __global__ void shift_tiles(EMBER_GLOBAL(const float) a, EMBER_GLOBAL
     if (base + 64 + t < n) out[base + 64 + t] = s1[(t + 1) % 64];
 }
 
+// Each thread copies 8 halves (16 bytes) of its block's 256-element tile at once; `skew` misaligns the source.
+extern "C" __global__ void copy_halves(EMBER_GLOBAL(const __half) h, EMBER_GLOBAL(__half) out, long long skew) {
+    EMBER_SHARED(__half, s, 256);
+    const long long base = (long long)blockIdx.x * 256;
+    EMBER_CP_ASYNC_VEC(s, threadIdx.x * 8, h, base + threadIdx.x * 8 + skew, 16);
+    EMBER_CP_ASYNC_WAIT();
+    __syncthreads();
+    for (int e = 0; e < 8; ++e)
+        out[base + threadIdx.x * 8 + e] = s[(threadIdx.x * 8 + e + 8) % 256];
+}
+
 extern "C" __global__ void bad_no_wait(EMBER_GLOBAL(const float) a, EMBER_GLOBAL(float) out) {
     EMBER_SHARED(float, s, 64);
     EMBER_CP_ASYNC(s, threadIdx.x, a, threadIdx.x, true);
@@ -53,6 +64,8 @@ extern "C" __global__ void bad_exit_in_flight(EMBER_GLOBAL(const float) a, EMBER
 """
 _F, _CF = KernelParam("out", "ptr", "float"), KernelParam("a", "ptr", "const float")
 SPECS = (KernelSpec("shift_tiles", (_CF, _F, KernelParam("n", "scalar", "long long"))),
+         KernelSpec("copy_halves", (KernelParam("h", "ptr", "const __half"), KernelParam("out", "ptr", "__half"),
+                                    KernelParam("skew", "scalar", "long long"))),
          KernelSpec("bad_no_wait", (_CF, _F)), KernelSpec("bad_exit_in_flight", (_CF, _F)))
 
 
@@ -69,6 +82,17 @@ def test_copies_land_at_the_wait_with_zero_fill(module, n):
     module[0].launch("shift_tiles", (blocks, 1, 1), (64, 1, 1), [a, out, n])
     padded = np.concatenate([a, np.zeros(blocks * 128 - n, np.float32)]).reshape(-1, 2, 64)
     np.testing.assert_array_equal(out, np.roll(padded, -1, axis=2).reshape(-1)[:n])
+
+
+def test_vector_copies_move_16_bytes_and_must_be_aligned(module):
+    mod, _ = module
+    h = np.arange(512 + 8, dtype=np.float16)
+    out = np.zeros(512, np.float16)
+    mod.launch("copy_halves", (2, 1, 1), (32, 1, 1), [h, out, 0])
+    np.testing.assert_array_equal(out, np.roll(h[:512].reshape(2, 256), -8, axis=1).reshape(-1))
+    with pytest.raises(EmulationError, match=r"cp.async of 16 bytes from global memory at element 3, not 16-byte "
+                                             r"aligned"):
+        mod.launch("copy_halves", (1, 1, 1), (32, 1, 1), [h, out, 3])
 
 
 @pytest.mark.parametrize("kernel,message", [

@@ -222,3 +222,19 @@ def test_float16_convolution_takes_tensor_cores(batch, c, window, m):
     want = sum(np.einsum("nchw,mc->nmhw", xp[:, :, i:i + stride * out:stride, j:j + stride * out:stride],
                          w[:, :, i, j].astype(np.float64)) for i in range(3) for j in range(3))
     np.testing.assert_allclose(compiled(x)[0].astype(np.float64), want, rtol=4e-3, atol=4e-3)
+
+
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80"])
+def test_float16_tiles_are_copied_without_conversions(arch):
+    """Staging a float16 tile is a copy: 16 bytes per cp.async on sm_80+, and element by element before, with no
+    round trip through float either way."""
+    a, b, c = _matmul(64, 64, 64)
+    f = ember.build(c, [a, b, c], target=f"cuda -emulate -arch={arch}", name=f"tc_copy_{arch}")
+    src = f.source("cuda").split("// ---- kernels ----")[1]
+    fetches = [line for line in src.splitlines() if "_shared0" in line and ("= a[" in line or "= b[" in line
+                                                                            or "EMBER_CP_ASYNC" in line)]
+    assert fetches and not any("__float2half" in line for line in fetches)
+    assert all(("EMBER_CP_ASYNC_VEC" in line and line.rstrip().endswith("16);")) == (arch == "sm_80")
+               for line in fetches)
+    x, y = _inputs(64, 64, 64, False, 5)
+    np.testing.assert_allclose(f(x, y), _reference(x, y, False), rtol=1e-5, atol=1e-4)
