@@ -1,12 +1,17 @@
 """GPU tensor-core matmul rule (see rules_gpu's docstring for the whole set): float16 x float16 -> float32.
 
 `C[.., i, j] = sum_k float32(A[.., i, k]) * float32(B[.., k, j])` (B may be read [j, k]; leading batch axes, such
-as attention's batch x heads, on blockIdx.z) with M, N, K constant multiples of 16 gets block tiles of up to 64 x 64, one warp per 32 x 32 (or 16-wide) sub-tile holding 2 x 2 (or fewer) WMMA
-accumulator fragments, operand tiles of 16 along K staged in shared memory by the whole block (double-buffered),
-and the 16 x 16 x 16 inner nest annotated `tensor_core` (codegen/cuda/tensorcore.py). Other shapes are left to the
+as attention's batch x heads, on blockIdx.z; an operand may also be one matrix for every batch, as a convolution's
+weights) with M, N, K constant multiples of 16 gets block tiles of up to 64 x 64, one warp per 32 x 32 (or
+16-wide) sub-tile holding 2 x 2 (or fewer) WMMA accumulator fragments, operand tiles of 16 along K staged in shared
+memory by the whole block (double-buffered, 16 bytes per thread and copy), and the 16 x 16 x 16 inner nest
+annotated `tensor_core` (codegen/cuda/tensorcore.py); large outputs take 128 x 128 blocks (LARGE). Other shapes are
+left to the
 later rules: a tail tile would need a guarded (per-element) write-back, which a warp-wide fragment store cannot be.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..ir.expr import Const, Var
 from ..ir.tensor import Reduce, TensorRead
@@ -60,8 +65,34 @@ def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     return None
 
 
+@dataclass(frozen=True)
+class TensorCoreTiles:
+    """Block tile (rows x columns), warps along each side and the K step staged in shared memory per fetch."""
+
+    rows: int
+    cols: int
+    warps_y: int
+    warps_x: int
+    k_step: int = TILE
+
+
+# From 4M outputs (as the SIMT rule's large tiles): 128 x 128 blocks of 2 x 4 warps, each 64 x 32 (4 x 2
+# accumulator fragments), K steps of 32 -- a quarter of the 64 x 64 tiles' global traffic per multiply-add, for
+# 32 KiB of double-buffered shared tiles; a 2048^2 output still gives 256 blocks.
+LARGE = TensorCoreTiles(128, 128, 2, 4, 32)
+LARGE_FROM = 1 << 22
+
+
 def _block_tile(n: int) -> int:
     return next(t for t in (MAX_BLOCK_TILE, WARP_TILE, TILE) if n % t == 0)
+
+
+def default_tiles(rows: int, cols: int, depth: int) -> TensorCoreTiles:
+    if rows % LARGE.rows == 0 and cols % LARGE.cols == 0 and depth % LARGE.k_step == 0 \
+            and rows * cols >= LARGE_FROM:
+        return LARGE
+    ty_n, tx_n = _block_tile(rows), _block_tile(cols)
+    return TensorCoreTiles(ty_n, tx_n, max(ty_n // WARP_TILE, 1), max(tx_n // WARP_TILE, 1))
 
 
 def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
@@ -69,8 +100,9 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     reads = half_contraction(st)
     if reads is None:
         return False
-    ty_n, tx_n = (_block_tile(iv.extent.value) for iv in st.op.axis[-2:])  # type: ignore[attr-defined]
-    wy, wx = max(ty_n // WARP_TILE, 1), max(tx_n // WARP_TILE, 1)
+    rows, cols = (iv.extent.value for iv in st.op.axis[-2:])  # type: ignore[attr-defined]
+    tiles = default_tiles(rows, cols, st.op.reduce_axis[0].extent.value)  # type: ignore[attr-defined]
+    ty_n, tx_n, wy, wx = tiles.rows, tiles.cols, tiles.warps_y, tiles.warps_x
     if 32 * wy * wx > block:
         return False
     operands = [sch.resolve(r.tensor) for r in reads]
@@ -94,10 +126,12 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     ast = sch[acc]
     ast.compute_at(st, wxo)
     *abatch, ai, aj, ak = ast.leaf
-    ko, ki = ast.split(ak, TILE)
+    ko, ki = ast.split(ak, tiles.k_step)
+    kio, ki = ast.split(ki, TILE)
     aio, ai = ast.split(ai, TILE)
     ajo, aj = ast.split(aj, TILE)
-    ast.reorder(*abatch, ko, aio, ajo, ai, aj, ki)
+    ast.reorder(*abatch, ko, kio, aio, ajo, ai, aj, ki)
+    ast.unroll(kio)
     ast.unroll(aio)  # constant fragment indices: the fragments stay in registers
     ast.unroll(ajo)
     ast.pragma(ai, "tensor_core", 1)
@@ -107,7 +141,7 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
         tst = sch[tile]
         tst.compute_at(ast, ko)
         *rows, cols = tst.leaf
-        lanes = next(v for v in COPY_LANES if side * TILE % (v * threads) == 0)
+        lanes = next(v for v in COPY_LANES if side * tiles.k_step % (v * threads) == 0)
         if lanes > 1:  # split off the contiguous dimension itself, so the lanes stay unit-stride in both memories
             cols, lane = tst.split(cols, lanes)
             tst.vectorize(lane)

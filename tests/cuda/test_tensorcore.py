@@ -3,6 +3,7 @@ pragma, run on the CUDA emulator (checking mode) against numpy, compile-checked 
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 
 import numpy as np
@@ -13,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import ember
 from ember.codegen.cuda import CudaCodegenError
 from ember.codegen.cuda.backend import CUDABackend
+from ember.compiler import rules_gpu_tensorcore
 from ember.testing import gpu_test_target, gpu_test_unavailable
 
 EMU = gpu_test_target()
@@ -238,3 +240,19 @@ def test_float16_tiles_are_copied_without_conversions(arch):
                for line in fetches)
     x, y = _inputs(64, 64, 64, False, 5)
     np.testing.assert_allclose(f(x, y), _reference(x, y, False), rtol=1e-5, atol=1e-4)
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.sampled_from([(128, 128, 32), (256, 128, 64), (128, 256, 96)]), st.booleans(), st.integers(0, 99))
+def test_large_outputs_take_128_square_tiles_of_8_warps(shape, b_transposed, seed):
+    """The large-output tiles (128 x 128 blocks, 2 x 4 warps of 4 x 2 fragments, K steps of 32), forced on sizes
+    the emulator runs quickly."""
+    m, n, k = shape
+    a, b, c = _matmul(m, n, k, b_transposed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rules_gpu_tensorcore, "LARGE_FROM", 0)
+        f = ember.build(c, [a, b, c], target=EMU, name=f"tc_large_{m}_{n}_{k}_{int(b_transposed)}")
+    launch = json.loads(f.source("launches"))["kernels"][0]
+    assert launch["block"] == [32, 2, 4] and launch["grid"][:2] == [n // 128, m // 128]
+    x, y = _inputs(m, n, k, b_transposed, seed)
+    np.testing.assert_allclose(f(x, y), _reference(x, y, b_transposed), rtol=1e-5, atol=1e-4)
