@@ -23,6 +23,10 @@ TILE, WARP_TILE, MAX_BLOCK_TILE, MIN_ARCH = 16, 32, 64, 70
 # float16 elements each thread copies per fetch step when the tile splits evenly: 16 bytes (one cp.async on sm_80+,
 # where the code generator sees a plain copy; an element-wise producer computed in the fetch stays per element)
 COPY_LANES = (8, 4, 2, 1)
+# Tile rows padded by 8 halves (16 bytes): the 8 rows a fragment load reads at once then start in different banks
+# (unpadded, 64-byte rows put them 4 to a bank and 256-byte rows 8 to a bank); row strides stay multiples of 16
+# bytes and 16-row steps multiples of 32 bytes, as WMMA loads and 16-byte copies need.
+ROW_PAD = 8
 
 
 def has_tensor_cores(target: Target) -> bool:
@@ -140,6 +144,7 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     for tile, side in zip(shared, (ty_n, tx_n)):
         tst = sch[tile]
         tst.compute_at(ast, ko)
+        tst.storage_layout(list(range(len(tst.op.axis))), pad=ROW_PAD)
         *rows, cols = tst.leaf
         lanes = next(v for v in COPY_LANES if side * tiles.k_step % (v * threads) == 0)
         if lanes > 1:  # split off the contiguous dimension itself, so the lanes stay unit-stride in both memories

@@ -90,7 +90,21 @@ class WmmaStore(Stmt):
         return (self.ldm, *(base for _, base in self.tiles))
 
 
-WARP_COLLECTIVES = (WmmaFill, WmmaMma, WmmaStore)
+@dataclass(eq=False)
+class WmmaProducts(Stmt):
+    """Two unrolled loops (a warp's fragment rows and columns) around one WmmaMma whose A tile moves with one loop
+    and B tile with the other: each operand fragment is loaded once per value of its loop, then every product is
+    issued (4 + 2 loads for 4 x 2 products instead of 8 + 8; ptxas does not merge repeated fragment loads)."""
+
+    outer: For
+    inner: For
+    mma: WmmaMma
+
+    def exprs(self):
+        return self.mma.exprs()
+
+
+WARP_COLLECTIVES = (WmmaFill, WmmaMma, WmmaStore, WmmaProducts)
 
 
 def rewrite_tensor_cores(s: Stmt) -> Stmt:
@@ -180,7 +194,22 @@ def _fragments(alloc: Allocate) -> Fragments:
         raise CudaCodegenError(f"{what} is used by a statement that is neither its initialisation, a "
                                f"{PRAGMA} tile nor a whole-tile write-back (a guarded write-back means the output "
                                f"is not a multiple of 16: pad it or use the float32 schedule): {x}")
-    return Fragments(acc, rows, cols, go(alloc.body, {}))
+    return Fragments(acc, rows, cols, _share_operands(go(alloc.body, {})))
+
+
+def _share_operands(x: Stmt) -> Stmt:
+    """WmmaProducts for every pair of constant unrolled loops directly around a WmmaMma whose operands each
+    move with at most one of them."""
+    if isinstance(x, For) and isinstance(x.body, For) and isinstance(x.body.body, WmmaMma):
+        outer, inner, mma = x, x.body, x.body.body
+        loops = {outer.var, inner.var}
+        a, b = (free_vars(op.base) & loops for op in (mma.a, mma.b))
+        if all(lp.kind == "unrolled" and isinstance(lp.extent, Const) for lp in (outer, inner)) \
+                and len(a) <= 1 and len(b) <= 1 and not a & b and not free_vars(mma.a.ldm) & loops \
+                and not free_vars(mma.b.ldm) & loops:
+            return WmmaProducts(outer, inner, mma)
+    kids = x.children()
+    return with_children(x, [_share_operands(k) for k in kids]) if kids else x
 
 
 def _nest(x: Stmt) -> tuple[list[For], Stmt]:
@@ -393,12 +422,44 @@ def emit(r, s: Stmt) -> None:
         r.emit(f"{_W}mma_sync({frag}, {names[0]}, {names[1]}, {frag});")
         r.depth -= 1
         r.emit("}")
+    elif isinstance(s, WmmaProducts):
+        _emit_products(r, s)
     elif isinstance(s, WmmaStore):
         acc, dst = r.buffer_name(s.acc), r.buffer_name(s.buffer)
         for f, base in s.tiles:
             r.emit(f"{_W}store_matrix_sync({dst} + {p(base)}, {acc}[{f}], (unsigned)({p(s.ldm)}), {_W}mem_row_major);")
         if s.buffer.scope == "shared":
             r.pending_writes.add(s.buffer)
+
+
+def _emit_products(r, s: WmmaProducts) -> None:
+    p, loops = r.printer, (s.outer, s.inner)
+    names = {lp.var: r.fresh(lp.var.name) for lp in loops}
+    r.var_names.update(names)
+    r.emit("{")
+    r.depth += 1
+    picks = []
+    for use, op in (("matrix_a", s.mma.a), ("matrix_b", s.mma.b)):
+        moving = next((lp for lp in loops if lp.var in free_vars(op.base)), None)
+        count = moving.extent.value if moving is not None else 1  # type: ignore[attr-defined]
+        frag = r.fresh(use[-1] + "_frags")
+        layout = "col_major" if op.col_major else "row_major"
+        r.emit(f"{_W}fragment<{_W}{use}, 16, 16, 16, __half, {_W}{layout}> {frag}[{count}];")
+        load = f"{_W}load_matrix_sync({frag}[{{}}], {r.buffer_name(op.buffer)} + {p(op.base)}, (unsigned)({p(op.ldm)}));"
+        if moving is None:
+            r.emit(load.format(0))
+        else:
+            v = names[moving.var]
+            r.emit("#pragma unroll")
+            r.emit(f"for (int {v} = 0; {v} < {count}; ++{v}) {load.format(v)}")
+        picks.append(f"{frag}[{names[moving.var] if moving is not None else 0}]")
+    for lp in loops:
+        r.emit("#pragma unroll")
+        r.emit(f"for (int {names[lp.var]} = 0; {names[lp.var]} < {lp.extent.value}; ++{names[lp.var]})")  # type: ignore[attr-defined]
+    frag = _fragment(r, s.mma.acc, s.mma.acc_base)
+    r.emit(f"  {_W}mma_sync({frag}, {picks[0]}, {picks[1]}, {frag});")
+    r.depth -= 1
+    r.emit("}")
 
 
 def _fragment(r, acc: Buffer, base: Expr) -> str:

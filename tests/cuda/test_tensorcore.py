@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ember
 from ember.codegen.cuda import CudaCodegenError
-from ember.codegen.cuda.backend import CUDABackend
+from ember.codegen.cuda.backend import CUDABackend, ptx as backend_ptx
 from ember.compiler import rules_gpu_tensorcore
 from ember.testing import gpu_test_target, gpu_test_unavailable
 
@@ -256,3 +256,16 @@ def test_large_outputs_take_128_square_tiles_of_8_warps(shape, b_transposed, see
     assert launch["block"] == [32, 2, 4] and launch["grid"][:2] == [n // 128, m // 128]
     x, y = _inputs(m, n, k, b_transposed, seed)
     np.testing.assert_allclose(f(x, y), _reference(x, y, b_transposed), rtol=1e-5, atol=1e-4)
+
+
+def test_each_operand_fragment_is_loaded_once_per_warp_row_or_column():
+    """4 x 2 fragment products per K step take 4 A and 2 B fragment loads, not one pair per product."""
+    a, b, c = _matmul(128, 128, 32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rules_gpu_tensorcore, "LARGE_FROM", 0)
+        src = ember.build(c, [a, b, c], target=EMU, name="tc_shared_frags").source("cuda")
+    assert "matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> a_frags[4];" in src
+    assert "matrix_b, 16, 16, 16, __half, nvcuda::wmma::row_major> b_frags[2];" in src
+    if shutil.which("nvcc"):
+        ptx = backend_ptx(src, "sm_80")
+        assert ptx.count("wmma.mma") == 2 * ptx.count("wmma.load.a") == 4 * ptx.count("wmma.load.b")
