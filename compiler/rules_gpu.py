@@ -30,7 +30,7 @@ from ..ir.expr import Const
 from ..ir.tensor import MATERIALIZE, Tensor
 from .default_schedule import inline_elementwise
 from .schedule import Schedule, Stage
-from .rules_gpu_matmul import tiled_matmul
+from .rules_gpu_matmul import contraction_epilogues, tiled_matmul
 from .rules_gpu_rowwise import rowwise_normalisation
 from .rules_gpu_tensorcore import has_tensor_cores, tensor_core_matmul
 from .target import Target
@@ -45,12 +45,16 @@ def gpu_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedu
     sch = Schedule(outputs)
     inline_elementwise(sch)
     block = min(BLOCK, int(target.get("max-threads-per-block")))  # type: ignore[arg-type]
+    epilogues = contraction_epilogues(sch)
     for st in reversed(list(sch.stages)):  # consumers first: a rule may inline or attach its producers
-        if st.attach.kind != "root":
+        if st.attach.kind != "root" or any(st is e for e in epilogues):
             continue
         if not any(rule(sch, st, block) for rule in STAGE_RULES
                    if rule is not tensor_core_matmul or has_tensor_cores(target)):
             inline_padded_inputs(sch, st)
+            bind_flat(sch, st, block)
+    for st in epilogues:  # left alone by its contraction's rule (tensor cores store whole fragments)
+        if st.attach.kind == "root" and not st.relations:
             bind_flat(sch, st, block)
     return sch
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..ir.expr import Cast, Const, Var, free_vars
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead
+from .rules_epilogue import find_epilogue
 from .schedule import Schedule, Stage
 
 THREADS = 16  # threads per side of a block (16 x 16)
@@ -105,23 +106,30 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     operands = [sch.resolve(r.tensor) for r in staged]
     for t in operands:
         inline_into_fetch(sch, t)
+    epilogue = find_epilogue(st)
     acc = sch.cache_write(st.op.outputs[0], "local")
     shared = [sch.cache_read(t, "shared", [acc]) for t in operands]
-    *batch, i, j = st.leaf
-    by, yi = st.split(i, tiles.tile)
-    bx, xi = st.split(j, tiles.tile)
-    ty, yy = st.split(yi, nparts=THREADS)
-    tx, xx = st.split(xi, nparts=THREADS)
-    outer = [st.fuse(*batch)] if batch else []
-    st.reorder(*outer, by, bx, ty, tx, yy, xx)
+    if epilogue is not None:  # the element-wise reader writes the registers out (bias, activation, conv view)
+        st.compute_inline()
+        out, axes = epilogue.host, epilogue.axes(st)
+        *batch, i, j = (axes[iv.var.name] for iv in st.op.axis)
+    else:
+        out = st
+        *batch, i, j = st.leaf
+    by, yi = out.split(i, tiles.tile)
+    bx, xi = out.split(j, tiles.tile)
+    ty, yy = out.split(yi, nparts=THREADS)
+    tx, xx = out.split(xi, nparts=THREADS)
+    outer = [out.fuse(*batch)] if batch else []
+    out.reorder(*outer, by, bx, ty, tx, yy, xx)
     if outer:
-        st.bind(outer[0], "blockIdx.z")
-    st.bind(by, "blockIdx.y")
-    st.bind(bx, "blockIdx.x")
-    st.bind(ty, "threadIdx.y")
-    st.bind(tx, "threadIdx.x")
+        out.bind(outer[0], "blockIdx.z")
+    out.bind(by, "blockIdx.y")
+    out.bind(bx, "blockIdx.x")
+    out.bind(ty, "threadIdx.y")
+    out.bind(tx, "threadIdx.x")
     ast = sch[acc]
-    ast.compute_at(st, tx)
+    ast.compute_at(out, tx)
     *abatch, ai, aj, ak = ast.leaf
     ko, ki = ast.split(ak, tiles.k_step)
     # factors, not nparts: the stage's extents become its region (per_thread a side) only when it is lowered
@@ -142,8 +150,21 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
         _cooperative_fetch(tst, _plain(read))
         if _plain(read):
             _output_side_innermost(tst, read, sides[id(read)], k_var)
-    st.unroll(yy)  # the accumulators are read at constant indices: they stay in registers
-    _vectorize_by_4(st, xx)  # float4 stores of each thread's row of outputs
+    out.unroll(yy)  # the accumulators are read at constant indices: they stay in registers
+    _vectorize_by_4(out, xx)  # float4 stores of each thread's row of outputs
+
+
+def contraction_epilogues(sch: Schedule) -> list[Stage]:
+    """The element-wise stages the tiled rule would write float32 contractions through (rules_epilogue.py), found
+    before any stage is scheduled: the rules run consumers first, and a scheduled reader is no longer a free
+    write-back."""
+    hosts = []
+    for st in sch.stages:
+        if st.attach.kind == "root" and contraction_reads(st) is not None:
+            epilogue = find_epilogue(st)
+            if epilogue is not None:
+                hosts.append(epilogue.host)
+    return hosts
 
 
 def _vectorize_by_4(st: Stage, axis) -> None:

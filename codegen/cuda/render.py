@@ -16,7 +16,7 @@ from ...ir.loops import Allocate, Buffer, For, IfThenElse, LetStmt, Load, PrimFu
 from .exprs import HELPERS, CudaCodegenError, ExprPrinter, compute_type, storage_type
 from .xreduce import CrossThreadReduce
 from . import tensorcore
-from .double_buffer import double_buffer
+from .double_buffer import ASYNC, double_buffer
 from .launch import KernelPlan, LaunchConfigError, expr_json, needs_guard, plan_kernels, shared_access
 
 PRELUDE = """#ifdef EMBER_EMULATE
@@ -92,6 +92,7 @@ class KernelRenderer:
         self.func, self.plan, self.temps = func, plan, temps
         self.max_threads, self.max_shared = max_threads, max_shared
         self.async_copies = async_copies
+        self.overlapping = 0  # depth of fetch loops marked ASYNC: their plain copies become cp.async
         self.copies_in_flight = False  # a cp.async was emitted since the last wait: the next barrier waits first
         self.barriers = 0  # barriers emitted so far
         self.lines: list[str] = []
@@ -243,7 +244,7 @@ class KernelRenderer:
         """Emit a cooperative fill's element copied unchanged from global memory (or zero where a padding
         condition fails) as cp.async: it lands in shared memory without passing through registers, so the
         thread goes on at once; the barrier that publishes the tile waits for it."""
-        if not (self.async_copies and s.buffer in self.plan.cooperative):
+        if not (self.async_copies and self.overlapping and s.buffer in self.plan.cooperative):
             return False
         value, full = s.value, None
         if isinstance(value, Select) and isinstance(value.b, Const) and value.b.value == 0:
@@ -330,6 +331,12 @@ class KernelRenderer:
         self.emit("}")
 
     def loop(self, s: For) -> None:
+        overlapping = bool(s.annotation(ASYNC))
+        self.overlapping += overlapping
+        self._loop(s)
+        self.overlapping -= overlapping
+
+    def _loop(self, s: For) -> None:
         name = self.fresh(s.var.name)
         self.var_names[s.var] = name
         if s.kind == "thread":
@@ -417,7 +424,7 @@ class KernelRenderer:
         in all with both ends aligned to that size (a float16 tile's 8 elements): one cp.async of that many
         bytes instead of one per element."""
         st = s.body
-        if not (self.async_copies and isinstance(s.extent, Const) and isinstance(st, Store)
+        if not (self.async_copies and self.overlapping and isinstance(s.extent, Const) and isinstance(st, Store)
                 and st.buffer in self.plan.cooperative):
             return False
         lanes, load = s.extent.value, copied_load(st.value, st.buffer.dtype)

@@ -287,3 +287,58 @@ def test_float16_matmul_off_the_tensor_core_grid_is_register_tiled(n, m, seed):
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal((n, 40)).astype(np.float16), rng.standard_normal((40, m)).astype(np.float16)
     np.testing.assert_allclose(f(a, b), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
+def _matmul_bias_relu(n: int, k: int, m: int, dtype: str = "float32"):
+    """relu(a @ b + bias) as the importer builds it: a contraction read by one element-wise stage."""
+    a = ember.placeholder((n, k), dtype, name="a")
+    b = ember.placeholder((k, m), dtype, name="b")
+    bias = ember.placeholder((m,), "float32", name="bias")
+    r = ember.reduce_axis(k, "r")
+    c = ember.compute((n, m), lambda i, j: ember.sum(ember.cast("float32", a[i, r]) * ember.cast("float32", b[r, j]),
+                                                      axis=r), name="c")
+    out = ember.compute((n, m), lambda i, j: ember.maximum(c[i, j] + bias[j], 0.0), name="out")
+    return [a, b, bias, out]
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.sampled_from([32, 33, 97, 130]), st.sampled_from([16, 40, 64]), st.sampled_from([64, 65, 131]),
+       st.integers(0, 99))
+def test_an_element_wise_reader_is_the_write_back_of_the_tiles(n, k, m, seed):
+    """Bias and activation applied to the register tiles as they are written: one kernel, tails included."""
+    args = _matmul_bias_relu(n, k, m)
+    f = ember.build(args[-1], args, target=EMU, name=f"mm_epilogue_{n}_{k}_{m}")
+    assert f.source("cuda").count("__global__") == 1
+    rng = np.random.default_rng(seed)
+    a, b, bias = (rng.standard_normal(s).astype(np.float32) for s in ((n, k), (k, m), (m,)))
+    np.testing.assert_allclose(f(a, b, bias), np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_a_tensor_core_contraction_keeps_its_reader_as_a_kernel_of_its_own():
+    """WMMA stores whole fragments, so the element-wise reader runs after it (and is still scheduled)."""
+    args = _matmul_bias_relu(32, 32, 48, "float16")
+    f = ember.build(args[-1], args, target=EMU, name="tc_epilogue")
+    src = f.source("cuda")
+    assert "mma_sync" in src and src.count("__global__") == 2
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal(s).astype(np.float16) for s in ((32, 32), (32, 48)))
+    bias = rng.standard_normal(48).astype(np.float32)
+    want = np.maximum(a.astype(np.float32) @ b.astype(np.float32) + bias, 0)
+    np.testing.assert_allclose(f(a, b, bias), want, rtol=1e-3, atol=1e-3)
+
+
+def test_a_convolution_with_bias_and_relu_is_one_kernel():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 10, 10])
+    rng = np.random.default_rng(6)
+    w = (rng.standard_normal((64, 8, 3, 3)) / 9).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1] * 4), helper.make_node("Relu", ["c"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "conv_relu", [x], [y], [numpy_helper.from_array(w, "w"),
+                                                                              numpy_helper.from_array(bias, "b")]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    compiled = ember.compile(model, target=EMU)
+    assert [s.kernel.source("cuda").count("__global__") for s in compiled.steps] == [1]
+    xv = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
+    want = np.maximum(_numpy_conv(xv, w, 1, 1) + bias.reshape(1, -1, 1, 1), 0)
+    np.testing.assert_allclose(compiled(xv)[0], want, rtol=1e-4, atol=1e-4)
