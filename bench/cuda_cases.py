@@ -122,15 +122,16 @@ def layernorm_rows(rows: int, hidden: int) -> GpuCase:
                    reference, "cupy expression")
 
 
-def conv(batch: int, c: int, hw: int, k: int = 3) -> GpuCase:
-    """A k x k convolution with bias, C channels in and out, 'same' padding; onnxruntime is its peer."""
+def conv(batch: int, c: int, hw: int, k: int = 3, dtype: str = "float32") -> GpuCase:
+    """A k x k convolution with bias, C channels in and out, 'same' padding; onnxruntime is its peer. In float16
+    (pixels, channels x taps and channels multiples of 16) it runs on tensor cores."""
     rng = np.random.default_rng(31)
-    x = rng.standard_normal((batch, c, hw, hw)).astype(np.float32)
-    w = (rng.standard_normal((c, c, k, k)) * (c * k * k) ** -0.5).astype(np.float32)
-    bias = rng.standard_normal(c).astype(np.float32)
+    x = rng.standard_normal((batch, c, hw, hw)).astype(dtype)
+    w = (rng.standard_normal((c, c, k, k)) * (c * k * k) ** -0.5).astype(dtype)
+    bias = rng.standard_normal(c).astype(dtype)
     node = helper.make_node("Conv", ["x", "w", "bias"], ["y"], kernel_shape=[k, k], pads=[k // 2] * 4)
-    model = typed_model([node], {"x": x.shape}, ["y"], "float32", {"w": w, "bias": bias})
-    return GpuCase(f"Conv {k}x{k}", f"{batch}x{c}x{hw}x{hw}", "float32", model, {"x": x},
+    model = typed_model([node], {"x": x.shape}, ["y"], dtype, {"w": w, "bias": bias})
+    return GpuCase(f"Conv {k}x{k}", f"{batch}x{c}x{hw}x{hw}", dtype, model, {"x": x},
                    2.0 * batch * c * c * k * k * hw * hw, "TFLOP/s", None, "onnxruntime")
 
 
@@ -160,9 +161,10 @@ def cuda_cases(smoke: bool) -> list[GpuCase]:
     """The issue's cases; `smoke` gives the same list on tiny shapes (primes, tails of every tile size)."""
     if smoke:
         return [matmul(37, 45, 70, "float32"), matmul(37, 45, 70, "float16"), chain(1000), softmax_rows(5, 130),
-                layernorm_rows(6, 96), conv(2, 8, 9), model_case(tiny_resnet())]
+                layernorm_rows(6, 96), conv(2, 8, 9), conv(2, 16, 8, dtype="float16"), model_case(tiny_resnet())]
     return [matmul(4096, 4096, 4096, "float16", Aim("ratio", 0.8)), matmul(4096, 4096, 4096, "float32",
                                                                            Aim("ratio", 0.7)),
             matmul(1024, 1024, 1024, "float16"), matmul(1024, 1024, 1024, "float32"),
             chain(16 << 20, Aim("peak", 0.85)), softmax_rows(4096, 4096, Aim("peak", 0.85)),
-            layernorm_rows(16384, 1024), conv(8, 64, 56), model_case(resnet_style())]
+            layernorm_rows(16384, 1024), conv(8, 64, 56), conv(8, 64, 56, dtype="float16"),
+            model_case(resnet_style())]
