@@ -72,6 +72,8 @@ def inline_into_fetch(sch: Schedule, t: Tensor) -> None:
     if (st.attach.kind == "root" and not st.op.reduce_axis and not st.is_output and len(st.op.outputs) == 1
             and not st.relations and len(sch.consumers(st)) == 1):
         st.compute_inline()
+        for t in sch.reads(st):  # a zero-padded copy it reads (a strided stem's taps): the select goes in the fetch
+            inline_into_fetch(sch, t)
 
 
 def tiled_matmul(sch: Schedule, st: Stage, block: int) -> bool:

@@ -342,3 +342,13 @@ def test_a_convolution_with_bias_and_relu_is_one_kernel():
     xv = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
     want = np.maximum(_numpy_conv(xv, w, 1, 1) + bias.reshape(1, -1, 1, 1), 0)
     np.testing.assert_allclose(compiled(xv)[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_strided_stem_gathers_its_padded_input_inside_the_fetch():
+    """Few input channels and stride 2 (a ResNet stem): the zero-padded input and the patches are computed while
+    the tile is fetched (padding as a zero-filling select), so the convolution is one kernel."""
+    model, w = _conv_model(1, 3, 20, 64, 7, 2, 3)
+    compiled = ember.compile(model, target=EMU)
+    assert [s.kernel.source("cuda").count("__global__") for s in compiled.steps] == [1]
+    x = np.random.default_rng(8).standard_normal((1, 3, 20, 20)).astype(np.float32)
+    np.testing.assert_allclose(compiled(x)[0], _numpy_conv(x, w, 2, 3), rtol=1e-4, atol=1e-4)
