@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.expr import Expr
+from ..ir.expr import Const, Expr, substitute
 from ..ir.simplify import affine, simplify_index
 from .schedule import Axis, Stage
 
@@ -39,7 +39,10 @@ def find_epilogue(st: Stage) -> "Epilogue | None":
         return None
     want = _position(host, flattened)
     reads = sch.reads_of(st.op.outputs[0], host.op.body[0], host)
-    if not reads or any(not _same(got, want) for got in reads):
+    # an axis of one element is index 0 however it is written (a broadcast over a batch of one reads it as 0)
+    ones = {iv.var: Const(0, iv.var.dtype) for iv in host.op.axis if getattr(iv.extent, "value", None) == 1}
+    if not reads or any(not _same([substitute(e, ones) for e in got], [substitute(e, ones) for e in want])
+                        for got in reads):
         return None
     return Epilogue(host, flattened)
 

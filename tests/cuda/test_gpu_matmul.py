@@ -352,3 +352,20 @@ def test_a_strided_stem_gathers_its_padded_input_inside_the_fetch():
     assert [s.kernel.source("cuda").count("__global__") for s in compiled.steps] == [1]
     x = np.random.default_rng(8).standard_normal((1, 3, 20, 20)).astype(np.float32)
     np.testing.assert_allclose(compiled(x)[0], _numpy_conv(x, w, 2, 3), rtol=1e-4, atol=1e-4)
+
+
+def test_a_residual_block_tail_is_one_kernel():
+    """Conv + Add(residual) + Relu: the broadcasting Add reads the batch of one at index 0, still the write-back's
+    own position, so the whole tail is the convolution's epilogue."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 8, 8])
+    rng = np.random.default_rng(9)
+    w = (rng.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4), helper.make_node("Add", ["c", "x"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "residual", [x], [y], [numpy_helper.from_array(w, "w")]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    compiled = ember.compile(model, target=EMU)
+    assert [s.kernel.source("cuda").count("__global__") for s in compiled.steps] == [1]
+    xv = rng.standard_normal((1, 32, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(compiled(xv)[0], np.maximum(_numpy_conv(xv, w, 1, 1) + xv, 0), rtol=1e-4, atol=1e-4)
