@@ -6,6 +6,9 @@ Rules, per stage:
   (the tail is guarded); its reduction loops run serially in each thread, accumulating in a register, so any
   workload is correct; float32 element-wise stages give each thread 4 consecutive elements (a vectorized loop the
   code generator turns into float4 accesses where they are contiguous);
+- a reduction's only element-wise reader at its own position (bias, activation, residual add, a mean's division,
+  a convolution's view; rules_epilogue.py) is found before any stage is scheduled and becomes the write-back of
+  the generic and the tiled rule (one kernel); the others leave it to the generic rule;
 - float16 x float16 contractions accumulated in float32 (batched or not, sides multiples of 16, sm_70+): tensor cores
   (`rules_gpu_tensorcore.py`): 64 x 64 block tiles, a warp per 32 x 32 holding WMMA accumulator fragments, operand
   tiles staged in shared memory; other shapes take the rules below;
@@ -30,7 +33,8 @@ from ..ir.expr import Const
 from ..ir.tensor import MATERIALIZE, Tensor
 from .default_schedule import inline_elementwise
 from .schedule import Schedule, Stage
-from .rules_gpu_matmul import contraction_epilogues, tiled_matmul
+from .rules_epilogue import find_epilogue
+from .rules_gpu_matmul import tiled_matmul
 from .rules_gpu_rowwise import rowwise_normalisation
 from .rules_gpu_tensorcore import has_tensor_cores, tensor_core_matmul
 from .target import Target
@@ -45,7 +49,7 @@ def gpu_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedu
     sch = Schedule(outputs)
     inline_elementwise(sch)
     block = min(BLOCK, int(target.get("max-threads-per-block")))  # type: ignore[arg-type]
-    epilogues = contraction_epilogues(sch)
+    epilogues = reduction_epilogues(sch)
     for st in reversed(list(sch.stages)):  # consumers first: a rule may inline or attach its producers
         if st.attach.kind != "root" or any(st is e for e in epilogues):
             continue
@@ -53,7 +57,8 @@ def gpu_schedule(outputs: "Tensor | Sequence[Tensor]", target: Target) -> Schedu
                    if rule is not tensor_core_matmul or has_tensor_cores(target)):
             inline_padded_inputs(sch, st)
             bind_flat(sch, st, block)
-    for st in epilogues:  # left alone by its contraction's rule (tensor cores store whole fragments)
+    for st in epilogues:  # left alone by its reduction's rule (tensor cores store whole fragments, a block reduction
+        # stores from one thread)
         if st.attach.kind == "root" and not st.relations:
             bind_flat(sch, st, block)
     return sch
@@ -73,31 +78,48 @@ def inline_padded_inputs(sch: Schedule, st: Stage) -> None:
             prod.compute_inline()
 
 
+def reduction_epilogues(sch: Schedule) -> list[Stage]:
+    """The element-wise stages a reduction's rule may write its result through (rules_epilogue.py: the tiled
+    contraction rule and bind_flat do), found before any stage is scheduled: the rules run consumers first, and a
+    scheduled reader is no longer a free write-back."""
+    hosts = []
+    for st in sch.stages:
+        if st.attach.kind == "root" and st.op.reduce_axis:
+            epilogue = find_epilogue(st)
+            if epilogue is not None:
+                hosts.append(epilogue.host)
+    return hosts
+
+
 def bind_flat(sch: Schedule, st: Stage, block: int) -> None:
     """Fuse the spatial loops, split by `block`, bind blockIdx.x/threadIdx.x; reductions stay serial inside,
     accumulating in a register (a local cache stage computed at the thread loop)."""
     spatial = [a for a in st.leaf if a.kind == "spatial"]
     if not spatial:
         return  # a single value: the launcher runs it on one thread
-    acc = None
+    acc, out = None, st
     if st.op.reduce_axis and len(st.op.outputs) == 1:
+        epilogue = find_epilogue(st)
         acc = sch[sch.cache_write(st.op.outputs[0], "local")]
-        spatial = list(st.leaf)
+        if epilogue is not None:  # its element-wise reader (a mean's division, a bias) writes the register out
+            st.compute_inline()
+            out = epilogue.host
+        spatial = list(out.leaf)
     reduce = [a for a in st.leaf if a.kind == "reduce"]
     if reduce:
         st.reorder(*spatial, *reduce)
-    fused = st.fuse(*spatial)
+    fused = out.fuse(*spatial)
     lanes = None
     if acc is None and not st.op.reduce_axis and all(t.dtype.name == "float32" for t in st.op.outputs):
         fused, lanes = st.split(fused, VECTOR)  # float4 loads/stores where the accesses allow
     n = _const(fused.extent)
-    bx, tx = st.split(fused, min(block, n) if n is not None else block)
-    st.bind(bx, "blockIdx.x")
-    st.bind(tx, "threadIdx.x")
+    bx, tx = out.split(fused, min(block, n) if n is not None else block)
+    out.bind(bx, "blockIdx.x")
+    out.bind(tx, "threadIdx.x")
     if lanes is not None:
         st.vectorize(lanes)
     if acc is not None:
-        acc.compute_at(st, tx)
+        acc.compute_at(out, tx)
 
 
 def block_reduction(sch: Schedule, st: Stage, block: int) -> bool:

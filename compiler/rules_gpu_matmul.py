@@ -156,18 +156,6 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     _vectorize_by_4(out, xx)  # float4 stores of each thread's row of outputs
 
 
-def contraction_epilogues(sch: Schedule) -> list[Stage]:
-    """The element-wise stages the tiled rule would write float32 contractions through (rules_epilogue.py), found
-    before any stage is scheduled: the rules run consumers first, and a scheduled reader is no longer a free
-    write-back."""
-    hosts = []
-    for st in sch.stages:
-        if st.attach.kind == "root" and contraction_reads(st) is not None:
-            epilogue = find_epilogue(st)
-            if epilogue is not None:
-                hosts.append(epilogue.host)
-    return hosts
-
 
 def _vectorize_by_4(st: Stage, axis) -> None:
     """float4 accesses over a loop of 4 or 8 (the code generator's vector loops have 4 float lanes)."""

@@ -277,3 +277,26 @@ def test_padded_windows_are_one_kernel(op):
     model = ember.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), target=EMU)
     assert [s.kernel.source("cuda").count("__global__") for s in model.steps] == [1]
     np.testing.assert_allclose(model(x=xs)[0], want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from([1, 7, 31]), st.sampled_from([1, 20, 63]), st.sampled_from([1, 10, 257]), st.integers(0, 99))
+def test_a_per_thread_reduction_writes_through_its_element_wise_reader(rows, length, cols, seed):
+    """A mean over a short axis and a small Gemm with bias: the register accumulator is written out by the
+    element-wise stage (the division, the bias), in the same kernel."""
+    x = ember.placeholder((rows, length), name="x")
+    r = ember.reduce_axis(length, "r")
+    total = ember.compute((rows,), lambda i: ember.sum(x[i, r], axis=r), name="total")
+    mean = ember.compute((rows,), lambda i: total[i] * (1.0 / length), name="mean")
+    w = ember.placeholder((length, cols), name="w")
+    bias = ember.placeholder((cols,), name="bias")
+    k = ember.reduce_axis(length, "k")
+    prod = ember.compute((rows, cols), lambda i, j: ember.sum(x[i, k] * w[k, j], axis=k), name="prod")
+    gemm = ember.compute((rows, cols), lambda i, j: prod[i, j] + bias[j], name="gemm")
+    f_mean = _build(f"epilogue_mean_{rows}_{length}_{cols}", mean, [x, mean])
+    f_gemm = _build(f"epilogue_gemm_{rows}_{length}_{cols}", gemm, [x, w, bias, gemm])
+    assert [f.source("cuda").count("__global__") for f in (f_mean, f_gemm)] == [1, 1]
+    rng = _rng(seed)
+    xv, wv, bv = (rng.standard_normal(s).astype(np.float32) for s in ((rows, length), (length, cols), (cols,)))
+    np.testing.assert_allclose(f_mean(xv), xv.mean(axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f_gemm(xv, wv, bv), xv @ wv + bv, rtol=1e-4, atol=1e-4)
