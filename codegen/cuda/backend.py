@@ -189,7 +189,7 @@ class Launcher:
                     k = p["arg"]
                     if self._stage is None:
                         raise ValueError(f"kernel {kernel['name']}: argument {self.launches['args'][k]['name']!r} "
-                                         f"is not 16-byte aligned, but the kernel reads/writes it as float4; pass "
+                                         f"is not 16-byte aligned, but the kernel accesses it 16 bytes at a time (float4, cp.async); pass "
                                          f"an aligned array (a fresh copy)")
                     pointers[k], write_back[k] = self._stage(pointers[k], nbytes[k])
         for kernel, (grid, block) in zip(self.launches["kernels"], configs):
