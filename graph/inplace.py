@@ -1,7 +1,11 @@
-"""Concatenation in place: when every input of a Concat is a contiguous block of its result (all dimensions before
+"""Work that only moves bytes, done by the memory plan instead of a kernel.
+
+Concatenation in place: when every input of a Concat is a contiguous block of its result (all dimensions before
 the axis are 1, as for a channel concat at batch 1) and is made by another kernel for this Concat alone, those
-kernels write straight into their slices of the result and the copy kernel disappears. The memory planner then
-places each input at its byte offset inside the result's buffer (`runtime/executor.py`, `plan_memory`)."""
+kernels write straight into their slices of the result and the copy kernel disappears. Views: a Reshape, Flatten,
+Squeeze, Unsqueeze or Identity left alone in its partition reads its input's bytes in the same row-major order,
+so its result is that buffer. The memory planner places each such value at its byte offset inside its parent's
+buffer (`runtime/executor.py`, `plan_memory`)."""
 from __future__ import annotations
 
 import math
@@ -31,6 +35,29 @@ def inplace_concats(g: Graph, parts: list[Partition]) -> tuple[list[Partition], 
         removed.add(out)
         if len(part.nodes) > 1:  # element-wise nodes fused after the Concat read its result from memory
             kept.append(close_partition(part.nodes[1:], users, set(g.outputs)))
+    return kept, placed
+
+
+VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+def inplace_views(g: Graph, parts: list[Partition], placed: dict[Value, tuple[Value, int]]
+                  ) -> tuple[list[Partition], dict[Value, tuple[Value, int]]]:
+    """Drop the partitions that are one view of an intermediate into another intermediate; their results join
+    `placed` at offset 0 of their input (graph inputs and outputs keep their own buffers, so they are copied)."""
+    if not _static(g):
+        return parts, placed
+    graph_values = set(g.inputs) | set(g.outputs)
+    made_by = {v for p in parts for v in p.outputs}
+    kept = []
+    for part in parts:
+        node = part.nodes[0]
+        src, out = (node.inputs[0] if node.inputs else None), node.outputs[0]
+        if (len(part.nodes) == 1 and node.op in VIEWS and src in made_by and src not in graph_values
+                and out not in graph_values and out not in placed and src.dtype == out.dtype):
+            placed[out] = (src, 0)
+        else:
+            kept.append(part)
     return kept, placed
 
 

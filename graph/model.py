@@ -9,7 +9,7 @@ from typing import Callable
 from ..compiler.target import parse_target
 from ..runtime.executor import CompiledModel, Slot, Step, TensorSpec, model_class
 from .compile import build_partition
-from .inplace import inplace_concats
+from .inplace import inplace_concats, inplace_views
 from .ir import Graph, Value
 from .partition import fuse
 from .pipeline import optimize
@@ -22,7 +22,7 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
     tgt = parse_target(target)
     start = time.perf_counter()
     g = optimize(g, tgt.kind)
-    parts, placed = inplace_concats(g, fuse(g))
+    parts, placed = inplace_views(g, *inplace_concats(g, fuse(g)))
     slots: dict[Value, Slot] = {}
     for k, v in enumerate(g.inputs):
         slots[v] = ("input", k)
@@ -54,7 +54,7 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
         steps.append(Step(build_partition(part, tgt), args, part.describe()))
     for v in g.outputs:
         output_slots.append(slot_of(v))
-    # values written in place into a Concat's result: [temp, the result's temp, byte offset]
+    # values written in place into a Concat's result, or views of another value: [temp, parent temp, byte offset]
     aliases = [[slot_of(v)[1], slot_of(out)[1], offset] for v, (out, offset) in placed.items()]
     log.info("compiled model %s: %d kernels in %.2fs", g.name, len(steps), time.perf_counter() - start)
     return model_class(tgt)(g.name, [TensorSpec(v.name, v.dtype, v.shape) for v in g.inputs], outputs, consts,

@@ -177,6 +177,39 @@ def test_concat_inputs_are_written_in_place(batch, in_place, tmp_path):
     np.testing.assert_allclose(ember.load(tmp_path / "fire.ember")(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
+def _views_model(last_is_view: bool):
+    """MatMul -> Reshape -> Flatten -> MatMul (-> Reshape as the graph output when `last_is_view`)."""
+    rng = np.random.default_rng(11)
+    w1, w2 = rng.standard_normal((8, 12)).astype(np.float32), rng.standard_normal((12, 5)).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array(np.array([6, 2, 12], np.int64), "s1"),
+             numpy_helper.from_array(np.array([6, 10], np.int64), "s2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a"]), helper.make_node("Reshape", ["a", "s1"], ["b"]),
+             helper.make_node("Flatten", ["b"], ["c"], axis=2), helper.make_node("MatMul", ["c", "w2"], ["d"])]
+    out = "d"
+    if last_is_view:
+        nodes.append(helper.make_node("Reshape", ["d", "s2"], ["e"]))
+        out = "e"
+    return model(nodes, [vi("x", [3, 4, 8])], [vi(out, [12, 5] if out == "d" else [6, 10])], inits)
+
+
+@pytest.mark.parametrize("last_is_view", [False, True])
+def test_views_of_intermediates_run_no_kernel(last_is_view, tmp_path):
+    """A Reshape or Flatten of an intermediate is its input's buffer read in another shape: no step runs for it;
+    one whose result is a graph output still copies (the caller owns that array)."""
+    m = _views_model(last_is_view)
+    compiled = ember.compile(m)
+    labels = [s.label for s in compiled.steps]
+    assert not any("Reshape_1" in x or "Flatten" in x for x in labels)
+    assert any("Reshape_4" in x for x in labels) == last_is_view
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(12).standard_normal((3, 4, 8)).astype(np.float32)
+    expected = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(compiled(x)[0], expected, rtol=1e-5, atol=1e-5)
+    compiled.save(tmp_path / "views.ember")
+    np.testing.assert_allclose(ember.load(tmp_path / "views.ember")(x)[0], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_memory_plan_reuses_buffers():
     compiled = ember.compile(chain_model(n=4))
     sizes = [64 * 64 * 4] * len(compiled.temps)
