@@ -178,7 +178,8 @@ def _output_side_innermost(tst: Stage, read: TensorRead, side: Var, k: Var) -> N
 
 
 def _plain(read: TensorRead) -> bool:
-    return all(isinstance(x, Var) for x in read.indices)
+    """Indexed by loop variables, or constants (a broadcast batch dimension of one, read at 0)."""
+    return all(isinstance(x, (Var, Const)) for x in read.indices)
 
 
 def _cooperative_fetch(tst: Stage, plain: bool) -> None:

@@ -50,7 +50,7 @@ def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     if getattr(src, "op", None) != "mul":
         return None
     reads = [widened_read(x) for x in src.children()]
-    if any(r is x or not all(isinstance(v, Var) for v in r.indices) for r, x in zip(reads, src.children())):
+    if any(r is x or not all(isinstance(v, (Var, Const)) for v in r.indices) for r, x in zip(reads, src.children())):
         return None  # an operand that is not a widened float16 read, or is read through index arithmetic
     if reads[0].tensor is reads[1].tensor:
         return None
@@ -59,10 +59,12 @@ def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
     nb = len(batch)
 
     def indexed(read: TensorRead, side: Var) -> bool:
-        """Batched like the output, or one matrix for every batch (a convolution's weights)."""
+        """Batched like the output (a batch dimension of one read at 0 too), or one matrix for every batch (a
+        convolution's weights)."""
         idx = read.indices
         lead = len(idx) - 2
-        return lead in (0, nb) and all(a is b for a, b in zip(idx[:lead], batch)) and {*idx[lead:]} == {side, k}
+        return lead in (0, nb) and all(a is b or isinstance(a, Const) for a, b in zip(idx[:lead], batch)) \
+            and {*idx[lead:]} == {side, k}
     for a, b in (reads, reads[::-1]):
         if indexed(a, i) and indexed(b, j):
             return a, b

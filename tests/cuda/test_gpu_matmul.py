@@ -369,3 +369,23 @@ def test_a_residual_block_tail_is_one_kernel():
     assert [s.kernel.source("cuda").count("__global__") for s in compiled.steps] == [1]
     xv = rng.standard_normal((1, 32, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(compiled(xv)[0], np.maximum(_numpy_conv(xv, w, 1, 1) + xv, 0), rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([(1, 3), (2, 3)]), st.sampled_from([(1, 3), (1, 1)]), st.sampled_from([32, 45]),
+       st.sampled_from([16, 40]), st.sampled_from([33, 64]))
+def test_broadcast_batched_matmul_stages_both_operands(a_batch, b_batch, m, k, n):
+    """Attention's 4-D MatMul reads a batch dimension of one at index 0: still a plain tile, staged in shared
+    memory (not read from global memory in the inner loop)."""
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [*a_batch, m, k])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [*b_batch, k, n])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [max(a_batch[0], b_batch[0]), 3, m, n])
+    model = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "bmm", [a, b], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    compiled = ember.compile(model, target=EMU)
+    src = compiled.steps[0].kernel.source("cuda")
+    assert "in0_shared0" in src and "in1_shared0" in src
+    rng = np.random.default_rng(m * k + n)
+    av = rng.standard_normal((*a_batch, m, k)).astype(np.float32)
+    bv = rng.standard_normal((*b_batch, k, n)).astype(np.float32)
+    np.testing.assert_allclose(compiled(av, bv)[0], av @ bv, rtol=1e-4, atol=1e-4)

@@ -273,3 +273,19 @@ def test_each_operand_fragment_is_loaded_once_per_warp_row_or_column():
     if shutil.which("nvcc"):
         ptx = backend_ptx(src, "sm_80")
         assert ptx.count("wmma.mma") == 2 * ptx.count("wmma.load.a") == 4 * ptx.count("wmma.load.b")
+
+
+def test_float16_attention_scores_take_tensor_cores():
+    """(1, heads, seq, d) @ (1, heads, d, seq) in float16: the batch of one is read at index 0."""
+    q = helper.make_tensor_value_info("q", TensorProto.FLOAT16, [1, 2, 32, 16])
+    k = helper.make_tensor_value_info("k", TensorProto.FLOAT16, [1, 2, 16, 48])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 2, 32, 48])
+    model = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["q", "k"], ["y"])], "scores", [q, k],
+                                                [y]), opset_imports=[helper.make_opsetid("", 17)])
+    compiled = ember.compile(model, target=EMU)
+    assert "mma_sync" in compiled.steps[0].kernel.source("cuda")
+    rng = np.random.default_rng(13)
+    qv = rng.standard_normal((1, 2, 32, 16)).astype(np.float16)
+    kv = rng.standard_normal((1, 2, 16, 48)).astype(np.float16)
+    want = qv.astype(np.float32) @ kv.astype(np.float32)
+    np.testing.assert_allclose(compiled(qv, kv)[0].astype(np.float32), want, rtol=2e-3, atol=2e-3)
