@@ -1,7 +1,8 @@
 """Operator fusion: the graph is cut into partitions, each compiled into one kernel. An element-wise node joins
-the partition of a producer whose result is used by it alone (so the intermediate never goes to memory), when its
-other computed inputs come from earlier partitions (a residual add joins the convolution that produced one of its
-operands); everything else starts a partition. Partitions run in the order they were started, and every value
+the partition of the producer it continues (so the intermediate never goes to memory) when that result has no
+readers other than element-wise ones and its other computed inputs come from that or earlier partitions (a
+residual add joins the convolution that produced one of its operands; GELU's chain joins the MatMul whose result
+it reads twice); everything else starts a partition. Partitions run in the order they were started, and every value
 crossing partitions flows from an earlier to a later one. Inside a kernel the default schedule inlines element-wise
 stages and the contraction rule makes them its epilogue."""
 from __future__ import annotations
@@ -47,20 +48,20 @@ def _is_elementwise(node: Node) -> bool:
 
 def _fusable_producer(node: Node, producer: dict[Value, Node], users: dict, graph_outs: set,
                       group_of: dict[Node, int], groups: list[list[Node]]) -> "Node | None":
-    """The producer whose partition `node` can join: the last node of its partition, feeding `node` only, and the
-    partition started last among those of `node`'s computed inputs (the others then run before it)."""
+    """The producer whose partition `node` can join: the last node of the partition started last among those of
+    `node`'s computed inputs (the others then run before it), whose result no graph output and no other kind of
+    node reads. Other element-wise readers of it may join too (GELU's x * Phi(x) reads x twice); any that does
+    not gets the value from memory, as before. `node` may also read earlier values of that partition."""
     producers = list(dict.fromkeys(producer[v] for v in node.inputs if v is not None and v in producer))
     if not producers:
         return None
-    prod = max(producers, key=lambda n: group_of[n])
-    if groups[group_of[prod]][-1] is not prod:
+    last = groups[max(group_of[p] for p in producers)][-1]
+    if last not in producers:
         return None
-    if any(group_of[p] == group_of[prod] for p in producers if p is not prod):
-        return None
-    for v in prod.outputs:
-        if v in graph_outs or any(u is not node for u in users.get(v, [])):
+    for v in last.outputs:
+        if v in graph_outs or any(u is not node and not _is_elementwise(u) for u in users.get(v, [])):
             return None
-    return prod
+    return last
 
 
 def close_partition(nodes: list[Node], users: dict[Value, list[Node]], graph_outs: set) -> Partition:

@@ -85,6 +85,36 @@ def test_element_wise_node_never_joins_a_partition_that_runs_before_its_inputs()
     np.testing.assert_allclose(ember.compile(m)(x)[0], np.exp(x) + x @ x, rtol=1e-5)
 
 
+def test_an_element_wise_chain_reading_a_value_twice_joins_its_producer():
+    """GELU after a MatMul reads the product twice (x and erf(x / sqrt 2)): the whole chain is the MatMul's
+    epilogue. A value that a reduction also reads stays in memory, its element-wise readers in their own kernel."""
+    rng = np.random.default_rng(14)
+    w = numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32) * 0.3, "w")
+    consts = [numpy_helper.from_array(np.float32(v), n) for v, n in ((2 ** -0.5, "r2"), (1.0, "one"), (0.5, "half"))]
+    gelu = [helper.make_node("MatMul", ["x", "w"], ["a"], name="mm"),
+            helper.make_node("Mul", ["a", "r2"], ["b"], name="scale"),
+            helper.make_node("Erf", ["b"], ["e"], name="erf"),
+            helper.make_node("Add", ["e", "one"], ["f"], name="plus1"),
+            helper.make_node("Mul", ["a", "f"], ["g"], name="xphi"),
+            helper.make_node("Mul", ["g", "half"], ["y"], name="halve")]
+    m = model(gelu, [vi("x", [4, 8])], [vi("y", [4, 16])], [w, *consts])
+    parts = fuse(optimize(import_model(m)))
+    assert [[n.name for n in p.nodes] for p in parts] == [["mm", "scale", "erf", "plus1", "xphi", "halve"]]
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    a = x @ numpy_helper.to_array(w)
+    from math import erf
+    np.testing.assert_allclose(ember.compile(m)(x)[0], 0.5 * a * (1 + np.vectorize(erf)(a * 2 ** -0.5)),
+                               rtol=1e-5, atol=1e-6)
+    shared = model([helper.make_node("MatMul", ["x", "w"], ["a"], name="mm"),
+                    helper.make_node("ReduceSum", ["a"], ["s"], name="sum", keepdims=1),
+                    helper.make_node("Relu", ["a"], ["r"], name="relu"),
+                    helper.make_node("Add", ["r", "s"], ["y"], name="add")],
+                   [vi("x", [4, 8])], [vi("y", [4, 16])], [w], opset=13)
+    parts = fuse(optimize(import_model(shared)))
+    assert [[n.name for n in p.nodes] for p in parts] == [["mm"], ["sum"], ["relu", "add"]]
+    np.testing.assert_allclose(ember.compile(shared)(x)[0], np.maximum(a, 0) + a.sum(), rtol=1e-5, atol=1e-5)
+
+
 def test_inference_batchnorm_fuses_but_training_batchnorm_does_not():
     rng = np.random.default_rng(1)
     params = [numpy_helper.from_array(rng.random(4).astype(np.float32) + 0.5, n) for n in ("s", "b", "m", "v")]

@@ -189,7 +189,8 @@ class Launcher:
                     k = p["arg"]
                     if self._stage is None:
                         raise ValueError(f"kernel {kernel['name']}: argument {self.launches['args'][k]['name']!r} "
-                                         f"is not 16-byte aligned, but the kernel accesses it 16 bytes at a time (float4, cp.async); pass "
+                                         f"is not 16-byte aligned, but the kernel accesses it 16 bytes at a time "
+                                         f"(float4, cp.async); pass "
                                          f"an aligned array (a fresh copy)")
                     pointers[k], write_back[k] = self._stage(pointers[k], nbytes[k])
         for kernel, (grid, block) in zip(self.launches["kernels"], configs):

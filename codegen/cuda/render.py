@@ -34,11 +34,11 @@ template <class T> __device__ __forceinline__ void ember_cp_async(T* dst, const 
 }
 #define EMBER_CP_ASYNC(dst, i, src, j, full) ember_cp_async(&(dst)[i], &(src)[j], (full))
 template <int B, class T> __device__ __forceinline__ void ember_cp_async_vec(T* dst, const T* src) {
+  const unsigned to = (unsigned)__cvta_generic_to_shared(dst);
   if (B == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\\n" ::"r"(to), "l"(src));
   else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src),
-                 "n"(B));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\\n" ::"r"(to), "l"(src), "n"(B));
 }
 #define EMBER_CP_ASYNC_VEC(dst, i, src, j, bytes) ember_cp_async_vec<bytes>(&(dst)[i], &(src)[j])
 #define EMBER_CP_ASYNC_WAIT() asm volatile("cp.async.wait_all;\\n" ::: "memory")

@@ -445,7 +445,8 @@ def _emit_products(r, s: WmmaProducts) -> None:
         frag = r.fresh(use[-1] + "_frags")
         layout = "col_major" if op.col_major else "row_major"
         r.emit(f"{_W}fragment<{_W}{use}, 16, 16, 16, __half, {_W}{layout}> {frag}[{count}];")
-        load = f"{_W}load_matrix_sync({frag}[{{}}], {r.buffer_name(op.buffer)} + {p(op.base)}, (unsigned)({p(op.ldm)}));"
+        load = (f"{_W}load_matrix_sync({frag}[{{}}], {r.buffer_name(op.buffer)} + {p(op.base)}, "
+                f"(unsigned)({p(op.ldm)}));")
         if moving is None:
             r.emit(load.format(0))
         else:
