@@ -13,18 +13,35 @@ THREADS = 16  # threads per side of a block (16 x 16)
 
 @dataclass(frozen=True)
 class MatmulTiles:
-    """Outputs per thread along each side (block tile = 16 x that) and the reduction step staged per fetch."""
+    """Outputs per thread along each side (block tile = 16 x that; `rows_per_thread` when the row side differs)
+    and the reduction step staged per fetch."""
 
     per_thread: int = 4
     k_step: int = 16
+    rows_per_thread: "int | None" = None
 
     @property
     def tile(self) -> int:
         return THREADS * self.per_thread
 
+    @property
+    def rows(self) -> int:
+        return self.rows_per_thread or self.per_thread
+
+    @property
+    def row_tile(self) -> int:
+        return THREADS * self.rows
+
 
 SMALL, LARGE = MatmulTiles(4, 16), MatmulTiles(8, 8)
 LARGE_FROM = 1 << 22  # output elements from which 128 x 128 block tiles still give every SM of a big GPU 2 blocks
+# Few rows (a convolution with 8-31 output channels, MobileNet's projections): 16- or 32-row tiles of 64 columns,
+# instead of a 64 x 64 tile mostly idle or the per-output generic rule.
+NARROW_MIN = 8
+
+
+def _narrow(rows: int) -> MatmulTiles:
+    return MatmulTiles(4, 16, rows_per_thread=1 if rows <= THREADS else 2)
 
 
 def contraction_reads(st: Stage) -> "tuple[TensorRead, TensorRead] | None":
@@ -78,13 +95,18 @@ def inline_into_fetch(sch: Schedule, t: Tensor) -> None:
 
 def tiled_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     """The rule: float32 contractions whose two output sides are not small get register-tiled blocks, 128 x 128
-    (8 x 8 per thread) for large outputs, else 64 x 64 (4 x 4)."""
+    (8 x 8 per thread) for large outputs, else 64 x 64 (4 x 4); a row side of 8-31 takes 16- or 32-row tiles."""
     reads = contraction_reads(st)
     if reads is None or THREADS * THREADS > block:
         return False
-    sides = [iv.extent.value if isinstance(iv.extent, Const) else None for iv in st.op.axis[-2:]]
-    if any(n is not None and n < SMALL.tile // 2 for n in sides):
+    rows, cols = (iv.extent.value if isinstance(iv.extent, Const) else None for iv in st.op.axis[-2:])
+    if cols is not None and cols < SMALL.tile // 2:
         return False
+    if rows is not None and rows < SMALL.tile // 2:
+        if rows < NARROW_MIN:
+            return False
+        schedule_tiled_matmul(sch, st, reads, _narrow(rows))
+        return True
     outputs = 1
     for iv in st.op.axis:
         outputs = outputs * iv.extent.value if isinstance(iv.extent, Const) and outputs else 0
@@ -118,7 +140,7 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     else:
         out = st
         *batch, i, j = st.leaf
-    by, yi = out.split(i, tiles.tile)
+    by, yi = out.split(i, tiles.row_tile)
     bx, xi = out.split(j, tiles.tile)
     ty, yy = out.split(yi, nparts=THREADS)
     tx, xx = out.split(xi, nparts=THREADS)
@@ -135,7 +157,7 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     *abatch, ai, aj, ak = ast.leaf
     ko, ki = ast.split(ak, tiles.k_step)
     # factors, not nparts: the stage's extents become its region (per_thread a side) only when it is lowered
-    aio, ai = ast.split(ai, tiles.per_thread)
+    aio, ai = ast.split(ai, tiles.rows)
     ajo, aj = ast.split(aj, tiles.per_thread)
     ast.reorder(*abatch, aio, ajo, ko, ki, ai, aj)
     if all(isinstance(ax.extent, Const) for ax in st.root_axes + ast.root_axes):

@@ -389,3 +389,18 @@ def test_broadcast_batched_matmul_stages_both_operands(a_batch, b_batch, m, k, n
     av = rng.standard_normal((*a_batch, m, k)).astype(np.float32)
     bv = rng.standard_normal((*b_batch, k, n)).astype(np.float32)
     np.testing.assert_allclose(compiled(av, bv)[0], av @ bv, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from([8, 9, 16, 24, 31]), st.sampled_from([16, 40]), st.sampled_from([33, 64, 130]),
+       st.integers(0, 99))
+def test_a_narrow_row_side_takes_16_or_32_row_tiles(n, k, m, seed):
+    """8-31 rows (a convolution's few output channels): register tiles of 1 or 2 rows per thread under 64
+    columns, both operands staged, instead of a mostly idle 64 x 64 tile or one output per thread."""
+    a, b, c = _matmul(n, k, m)
+    f = ember.build(c, [a, b, c], target=EMU, name=f"narrow_{n}_{k}_{m}")
+    src = f.source("cuda")
+    assert "a_shared0" in src and "b_shared0" in src
+    launch = json.loads(f.source("launches"))["kernels"][0]
+    assert launch["block"][:2] == [16, 16] and launch["grid"][1] == (1 if n <= 16 else -(-n // 32))
+    _check_matmul(f, n, k, m, seed)
