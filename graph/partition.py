@@ -24,7 +24,10 @@ class Partition:
         return names + (f" and {len(self.nodes) - 4} more" if len(self.nodes) > 4 else "")
 
 
-def fuse(g: Graph) -> list[Partition]:
+def fuse(g: Graph, move_layouts: bool = False) -> list[Partition]:
+    """`move_layouts` (GPU targets): transposes read by one computing node move into its partition (see
+    `_layout_chains_read_only_by`); the CPU contraction rule packs operands read through them several times slower
+    (BERT-style 2 layers: 9.2 -> 22.5 ms), the GPU tile fetch just reads with the permuted index."""
     users = g.consumers()
     graph_outs = set(g.outputs)
     group_of: dict[Node, int] = {}
@@ -38,8 +41,40 @@ def fuse(g: Graph) -> list[Partition]:
             groups[group_of[node]].append(node)
             continue
         group_of[node] = len(groups)
-        groups.append([node])
-    return [close_partition(nodes, users, graph_outs) for nodes in groups]
+        moved = _layout_chains_read_only_by(node, producer, users, graph_outs, group_of, groups) if move_layouts \
+            else []
+        groups.append(moved + [node])
+    return [close_partition(nodes, users, graph_outs) for nodes in groups if nodes]
+
+
+LAYOUT = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _layout_chains_read_only_by(node: Node, producer: dict[Value, Node], users: dict, graph_outs: set,
+                                group_of: dict[Node, int], groups: list[list[Node]]) -> list[Node]:
+    """For a node that computes (not itself a layout op), the chains of layout nodes with a Transpose among them,
+    each alone in its partition and read only by the next, that feed it: they move into its partition (their
+    inputs were ready earlier still), where they are an index map of its reads (attention's head split read
+    straight by its MatMul) instead of copy kernels. Their old partitions are left empty. Chains of views alone
+    stay: the memory plan already makes them free (graph/inplace.py)."""
+    if node.op in LAYOUT or _is_elementwise(node):
+        return []
+    moved: list[Node] = []
+    for v in dict.fromkeys(node.inputs):
+        chain, reader = [], node
+        while v in producer and v not in graph_outs and users.get(v) == [reader]:
+            p = producer[v]
+            if p.op not in LAYOUT or groups[group_of[p]] != [p]:
+                break
+            chain.append(p)
+            reader, v = p, p.inputs[0]
+        if not any(p.op == "Transpose" for p in chain):
+            continue
+        for p in reversed(chain):
+            groups[group_of[p]] = []
+            group_of[p] = len(groups)
+            moved.append(p)
+    return moved
 
 
 def _is_elementwise(node: Node) -> bool:

@@ -13,6 +13,7 @@ from ember.frontend.onnx_import import ModelError, import_model
 from ember.graph import UnsupportedOpsError
 from ember.graph.partition import fuse
 from ember.graph.pipeline import optimize
+from ember.testing import gpu_test_target, gpu_test_unavailable
 
 F = TensorProto.FLOAT
 
@@ -113,6 +114,43 @@ def test_an_element_wise_chain_reading_a_value_twice_joins_its_producer():
     parts = fuse(optimize(import_model(shared)))
     assert [[n.name for n in p.nodes] for p in parts] == [["mm"], ["sum"], ["relu", "add"]]
     np.testing.assert_allclose(ember.compile(shared)(x)[0], np.maximum(a, 0) + a.sum(), rtol=1e-5, atol=1e-5)
+
+
+def _head_split_model():
+    """q, k from two MatMuls, split into 2 heads (Reshape + Transpose), scores = q @ k^T per head."""
+    rng = np.random.default_rng(15)
+    wq, wk = (numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32) * 0.3, n) for n in ("wq", "wk"))
+    shape = numpy_helper.from_array(np.array([1, 6, 2, 4], np.int64), "heads")
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"], name="q"),
+             helper.make_node("MatMul", ["x", "wk"], ["k"], name="k"),
+             helper.make_node("Reshape", ["q", "heads"], ["q4"], name="q_split"),
+             helper.make_node("Transpose", ["q4"], ["qt"], name="q_heads", perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["k", "heads"], ["k4"], name="k_split"),
+             helper.make_node("Transpose", ["k4"], ["kt"], name="k_heads", perm=[0, 2, 3, 1]),
+             helper.make_node("MatMul", ["qt", "kt"], ["y"], name="scores")]
+    return model(nodes, [vi("x", [1, 6, 8])], [vi("y", [1, 2, 6, 6])], [wq, wk, shape])
+
+
+def test_transposes_move_into_their_reader_on_gpu_targets_only():
+    """With `move_layouts` (cuda), each head split (Reshape + Transpose) read by one MatMul is an index map of
+    that MatMul's reads instead of copy kernels; on the CPU they stay kernels of their own (its packing reads
+    through them several times slower) and the Reshapes are views."""
+    g = optimize(import_model(_head_split_model()))
+    names = [[n.name for n in p.nodes] for p in fuse(g, move_layouts=True)]
+    assert names == [["q"], ["k"], ["q_split", "q_heads", "k_split", "k_heads", "scores"]]
+    assert [[n.name for n in p.nodes] for p in fuse(g)] == [["q"], ["k"], ["q_split"], ["q_heads"], ["k_split"],
+                                                           ["k_heads"], ["scores"]]
+
+
+@pytest.mark.skipif(gpu_test_unavailable() is not None, reason=str(gpu_test_unavailable()))
+def test_head_splits_read_by_a_gpu_matmul_match_onnxruntime():
+    m = _head_split_model()
+    compiled = ember.compile(m, target=gpu_test_target())
+    assert len(compiled.steps) == 3 and len(ember.compile(m).steps) == 5  # the CPU's Reshapes are views
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(16).standard_normal((1, 6, 8)).astype(np.float32)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(compiled(x)[0], want, rtol=1e-5, atol=1e-5)
 
 
 def test_inference_batchnorm_fuses_but_training_batchnorm_does_not():
