@@ -115,3 +115,22 @@ def test_nvcc_compiles_the_row_kernels():
     sources = [_only_kernel(softmax_model("Softmax")).source("cuda"), _only_kernel(layer_norm_model()).source("cuda")]
     resources = nvcc.compile_check(sources, ("sm_80",))
     assert resources and nvcc.spills(resources) == []
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.sampled_from([1, 5]), st.sampled_from([7, 1000, 8192, 9000]), st.integers(0, 99))
+def test_fixed_rows_are_read_from_global_memory_once(rows, length, seed):
+    """Rows of known length up to 32 KB are copied into shared memory once per block, where the reductions and the
+    output read them; longer rows are read from global memory by each (the cache absorbs the repeats)."""
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=-1)
+    ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, length])]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, length])
+    model = helper.make_model(helper.make_graph([node], "fixed", ins, [out]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    compiled = ember.compile(model, target=EMU)
+    src = compiled.steps[0].kernel.source("cuda")
+    staged = length * 4 <= 32 * 1024
+    assert ("in0_shared" in src) == staged and (src.count("in0[") == 1) == staged
+    x = np.random.default_rng(seed).standard_normal((rows, length)).astype(np.float32) * 4
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(compiled(x)[0], e / e.sum(axis=-1, keepdims=True), rtol=1e-5, atol=1e-6)
