@@ -13,8 +13,9 @@ Rules, per stage:
   (`rules_gpu_tensorcore.py`): 64 x 64 block tiles, a warp per 32 x 32 holding WMMA accumulator fragments, operand
   tiles staged in shared memory; other shapes take the rules below;
 - float32 contractions (a product of two tensors summed over one axis, leading batch axes; convolutions after
-  im2col; a row side of 8 or more): register-tiled blocks (`rules_gpu_matmul.py`), operand tiles fetched into shared memory by the whole
-  block into two alternating buffers, element-wise producers of the operands (im2col) computed inside the fetch;
+  im2col; a row side of 8 or more): register-tiled blocks (`rules_gpu_matmul.py`), operand tiles fetched into
+  shared memory by the whole block into two alternating buffers, element-wise producers of the operands (im2col)
+  computed inside the fetch;
 - row-wise normalisations (`rules_gpu_rowwise.py`: softmax, log-softmax, layer norm, RMS norm; an element-wise
   stage reading sum/max/min reductions over its last axis): one kernel, a block per row, the reductions computed
   at the row loop as cross-thread reductions into shared memory, the row written by the same threads;

@@ -455,8 +455,9 @@ def _emit_products(r, s: WmmaProducts) -> None:
             r.emit(f"for (int {v} = 0; {v} < {count}; ++{v}) {load.format(v)}")
         picks.append(f"{frag}[{names[moving.var] if moving is not None else 0}]")
     for lp in loops:
+        v, count = names[lp.var], lp.extent.value  # type: ignore[attr-defined]
         r.emit("#pragma unroll")
-        r.emit(f"for (int {names[lp.var]} = 0; {names[lp.var]} < {lp.extent.value}; ++{names[lp.var]})")  # type: ignore[attr-defined]
+        r.emit(f"for (int {v} = 0; {v} < {count}; ++{v})")
     frag = _fragment(r, s.mma.acc, s.mma.acc_base)
     r.emit(f"  {_W}mma_sync({frag}, {picks[0]}, {picks[1]}, {frag});")
     r.depth -= 1
