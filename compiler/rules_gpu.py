@@ -8,7 +8,8 @@ Rules, per stage:
   code generator turns into float4 accesses where they are contiguous);
 - a reduction's only element-wise reader at its own position (bias, activation, residual add, a mean's division,
   a convolution's view; rules_epilogue.py) is found before any stage is scheduled and becomes the write-back of
-  the generic and the tiled rule (one kernel); the others leave it to the generic rule;
+  the generic, the tiled and (through a shared block tile, up to 64 x 64) the tensor-core rule: one kernel; the
+  others leave it to the generic rule;
 - float16 x float16 contractions accumulated in float32 (batched or not, sides multiples of 16, sm_70+): tensor cores
   (`rules_gpu_tensorcore.py`): 64 x 64 block tiles, a warp per 32 x 32 holding WMMA accumulator fragments, operand
   tiles staged in shared memory; other shapes take the rules below;

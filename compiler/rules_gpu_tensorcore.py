@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..ir.expr import Const, Var
 from ..ir.tensor import Reduce, TensorRead
+from .rules_epilogue import Epilogue, find_epilogue
 from .rules_gpu_matmul import inline_into_fetch, widened_read
 from .schedule import Schedule, Stage
 from .target import Target
@@ -23,6 +24,9 @@ TILE, WARP_TILE, MAX_BLOCK_TILE, MIN_ARCH = 16, 32, 64, 70
 # float16 elements each thread copies per fetch step when the tile splits evenly: 16 bytes (one cp.async on sm_80+,
 # where the code generator sees a plain copy; an element-wise producer computed in the fetch stays per element)
 COPY_LANES = (8, 4, 2, 1)
+# An element-wise reader is applied from a shared copy of the block's float32 tile up to this size (64 x 64); the
+# 128 x 128 tiles of LARGE would need 64 KB, so their reader stays a kernel of its own.
+STAGING_BYTES = 16 * 1024
 # Tile rows padded by 8 halves (16 bytes): the 8 rows a fragment load reads at once then start in different banks
 # (unpadded, 64-byte rows put them 4 to a bank and 256-byte rows 8 to a bank); row strides stay multiples of 16
 # bytes and 16-row steps multiples of 32 bytes, as WMMA loads and 16-byte copies need.
@@ -114,19 +118,18 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     operands = [sch.resolve(r.tensor) for r in reads]
     for t in operands:
         inline_into_fetch(sch, t)
+    epilogue = find_epilogue(st) if ty_n * tx_n * 4 <= STAGING_BYTES else None
     acc = sch.cache_write(st.op.outputs[0], "local")
     shared = [sch.cache_read(t, "shared", [acc]) for t in operands]
-    *batch, i, j = st.leaf
-    by, yi = st.split(i, ty_n)
-    bx, xi = st.split(j, tx_n)
-    wyo, yy = st.split(yi, nparts=wy)
-    wxo, xx = st.split(xi, nparts=wx)
-    outer = [st.fuse(*batch)] if batch else []
-    st.reorder(*outer, by, bx, wyo, wxo, yy, xx)
-    if outer:
-        st.bind(outer[0], "blockIdx.z")  # a batch (attention's batch x heads) per z
-    st.bind(by, "blockIdx.y")
-    st.bind(bx, "blockIdx.x")
+    if epilogue is None:
+        *batch, i, j = st.leaf
+        by, yi = st.split(i, ty_n)
+        bx, xi = st.split(j, tx_n)
+        wyo, yy = st.split(yi, nparts=wy)
+        wxo, xx = st.split(xi, nparts=wx)
+        st.reorder(*_bind_blocks(st, batch, by, bx), by, bx, wyo, wxo, yy, xx)
+    else:
+        wyo, wxo = _stage_through_shared(st, epilogue, tiles)
     st.bind(wyo, "threadIdx.y")  # one warp per (y, z); threadIdx.x is the warp's 32 lanes, bound in the fetches
     st.bind(wxo, "threadIdx.z")
     ast = sch[acc]
@@ -152,11 +155,48 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
         if lanes > 1:  # split off the contiguous dimension itself, so the lanes stay unit-stride in both memories
             cols, lane = tst.split(cols, lanes)
             tst.vectorize(lane)
-        rest = tst.fuse(*rows, cols)
-        rest, x = tst.split(rest, 32)
-        rest, z = tst.split(rest, wx)
-        _, y = tst.split(rest, wy)
-        tst.bind(x, "threadIdx.x")
-        tst.bind(y, "threadIdx.y")
-        tst.bind(z, "threadIdx.z")
+        _spread_over_warps(tst, tst.fuse(*rows, cols), wy, wx)
     return True
+
+
+def _bind_blocks(st: Stage, batch: list, by, bx) -> list:
+    """Leading batch axes fused on blockIdx.z (attention's batch x heads), block rows and columns on y and x.
+    Returns the fused batch loop, if any."""
+    outer = [st.fuse(*batch)] if batch else []
+    if outer:
+        st.bind(outer[0], "blockIdx.z")
+    st.bind(by, "blockIdx.y")
+    st.bind(bx, "blockIdx.x")
+    return outer
+
+
+def _spread_over_warps(st: Stage, fused, wy: int, wx: int) -> None:
+    """A loop over a block's elements shared by all its threads: 32 consecutive elements per warp (threadIdx.x),
+    then the warps along threadIdx.z and threadIdx.y, the rest serial."""
+    rest, x = st.split(fused, 32)
+    rest, z = st.split(rest, wx)
+    _, y = st.split(rest, wy)
+    st.bind(x, "threadIdx.x")
+    st.bind(y, "threadIdx.y")
+    st.bind(z, "threadIdx.z")
+
+
+def _stage_through_shared(st: Stage, epilogue: Epilogue, tiles: TensorCoreTiles) -> tuple:
+    """The element-wise reader (bias, activation, a convolution's view) writes the output: the warps store their
+    fragments into a shared block tile (`st`, whole 16 x 16 tiles, as WMMA stores must be), then every thread of
+    the block applies the reader to its elements, so the result crosses global memory once. Returns the warp
+    loops of the staging stage."""
+    host, axes = epilogue.host, epilogue.axes(st)
+    *batch, i, j = (axes[iv.var.name] for iv in st.op.axis)
+    by, yi = host.split(i, tiles.rows)
+    bx, xi = host.split(j, tiles.cols)
+    host.reorder(*_bind_blocks(host, batch, by, bx), by, bx, yi, xi)
+    _spread_over_warps(host, host.fuse(yi, xi), tiles.warps_y, tiles.warps_x)
+    st.set_scope("shared")
+    st.compute_at(host, bx)
+    *sbatch, si, sj = st.leaf
+    # factors, not nparts: the stage's extents become its region (the block tile) only when it is lowered
+    wyo, yy = st.split(si, tiles.rows // tiles.warps_y)
+    wxo, xx = st.split(sj, tiles.cols // tiles.warps_x)
+    st.reorder(*sbatch, wyo, wxo, yy, xx)
+    return wyo, wxo

@@ -18,6 +18,7 @@ from ember.graph.ops.nn_conv import MATRIX_KERNEL_ATTR
 from ember.graph.pipeline import optimize
 from ember.testing import gpu_test_target, gpu_test_unavailable
 from ember.codegen.cuda.exprs import CudaCodegenError
+from ember.compiler import rules_gpu_tensorcore
 from ember.compiler.rules_gpu_matmul import LARGE, MatmulTiles, contraction_reads, schedule_tiled_matmul
 
 EMU = gpu_test_target()  # the CPU emulator; EMBER_TEST_CUDA_TARGET=cuda runs the same cases on a GPU
@@ -314,15 +315,20 @@ def test_an_element_wise_reader_is_the_write_back_of_the_tiles(n, k, m, seed):
     np.testing.assert_allclose(f(a, b, bias), np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
 
 
-def test_a_tensor_core_contraction_keeps_its_reader_as_a_kernel_of_its_own():
-    """WMMA stores whole fragments, so the element-wise reader runs after it (and is still scheduled)."""
-    args = _matmul_bias_relu(32, 32, 48, "float16")
-    f = ember.build(args[-1], args, target=EMU, name="tc_epilogue")
+@pytest.mark.parametrize("large", [False, True])
+def test_a_tensor_core_contraction_writes_through_its_reader_from_shared_memory(large, monkeypatch):
+    """WMMA stores whole fragments: the warps store them into a shared block tile, then every thread applies the
+    reader (one kernel). The 128 x 128 tiles would need 64 KB of staging: their reader stays a second kernel."""
+    if large:
+        monkeypatch.setattr(rules_gpu_tensorcore, "LARGE_FROM", 0)
+    n, k, m = (128, 32, 256) if large else (32, 32, 48)
+    args = _matmul_bias_relu(n, k, m, "float16")
+    f = ember.build(args[-1], args, target=EMU, name=f"tc_epilogue_{int(large)}")
     src = f.source("cuda")
-    assert "mma_sync" in src and src.count("__global__") == 2
+    assert "mma_sync" in src and src.count("__global__") == (2 if large else 1)
     rng = np.random.default_rng(1)
-    a, b = (rng.standard_normal(s).astype(np.float16) for s in ((32, 32), (32, 48)))
-    bias = rng.standard_normal(48).astype(np.float32)
+    a, b = (rng.standard_normal(s).astype(np.float16) for s in ((n, k), (k, m)))
+    bias = rng.standard_normal(m).astype(np.float32)
     want = np.maximum(a.astype(np.float32) @ b.astype(np.float32) + bias, 0)
     np.testing.assert_allclose(f(a, b, bias), want, rtol=1e-3, atol=1e-3)
 
