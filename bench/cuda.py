@@ -9,8 +9,9 @@ Run:  python -m bench.cuda                        (on a machine with an NVIDIA G
 
 Each case is a small ONNX model compiled by `ember.compile(model, target="cuda -arch=<the device's>")` and run on
 cupy arrays. The reference is cupy (`cupy.matmul`, an ElementwiseKernel, cupy expressions) or, for the
-convolution and the ResNet-style model, onnxruntime with the CUDA execution provider and device-bound inputs
-(the column says n/a where onnxruntime or that provider is missing; its CPU provider still checks ember's result).
+convolutions and the ResNet- and BERT-style models, onnxruntime with the CUDA execution provider and device-bound
+inputs (the column says n/a where onnxruntime or that provider is missing; its CPU provider still checks ember's
+result).
 Times: warm-up, then batches of calls between cupy events, in alternating rounds (ember, reference, ember, ...);
 median and min of the batches' per-call times. `x ref` is ember's speed as a multiple of the reference's (0.8x:
 ember takes 1.25 times as long); `% peak` is achieved GB/s over the device's memoryClockRate x 2 x busWidth / 8.

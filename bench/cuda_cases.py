@@ -15,7 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .perf_kernels import OPSET, elementwise_chain, layernorm, softmax
-from .perf_models import Builder, resnet_style
+from .perf_models import Builder, bert_style, resnet_style
 
 LN_EPSILON = 1e-5  # bench.perf_kernels.layernorm's epsilon
 
@@ -149,10 +149,11 @@ def tiny_resnet() -> onnx.ModelProto:
 
 
 def model_case(model: onnx.ModelProto) -> GpuCase:
+    """A whole model with one float32 input (an image, a BERT layer's hidden states), onnxruntime its peer."""
     rng = np.random.default_rng(32)
-    (image,) = [vi for vi in model.graph.input if vi.name == "image"]
-    shape = tuple(d.dim_value for d in image.type.tensor_type.shape.dim)
-    feeds = {"image": rng.standard_normal(shape).astype(np.float32)}
+    (source,) = [vi for vi in model.graph.input if vi.name not in {t.name for t in model.graph.initializer}]
+    shape = tuple(d.dim_value for d in source.type.tensor_type.shape.dim)
+    feeds = {source.name: rng.standard_normal(shape).astype(np.float32)}
     return GpuCase(model.graph.name, "x".join(map(str, shape)), "float32", model, feeds, 0.0, "", None,
                    "onnxruntime")
 
@@ -161,10 +162,11 @@ def cuda_cases(smoke: bool) -> list[GpuCase]:
     """The issue's cases; `smoke` gives the same list on tiny shapes (primes, tails of every tile size)."""
     if smoke:
         return [matmul(37, 45, 70, "float32"), matmul(37, 45, 70, "float16"), chain(1000), softmax_rows(5, 130),
-                layernorm_rows(6, 96), conv(2, 8, 9), conv(2, 16, 8, dtype="float16"), model_case(tiny_resnet())]
+                layernorm_rows(6, 96), conv(2, 8, 9), conv(2, 16, 8, dtype="float16"), model_case(tiny_resnet()),
+                model_case(bert_style(layers=1, seq=32, hidden=64, heads=2))]
     return [matmul(4096, 4096, 4096, "float16", Aim("ratio", 0.8)), matmul(4096, 4096, 4096, "float32",
                                                                            Aim("ratio", 0.7)),
             matmul(1024, 1024, 1024, "float16"), matmul(1024, 1024, 1024, "float32"),
             chain(16 << 20, Aim("peak", 0.85)), softmax_rows(4096, 4096, Aim("peak", 0.85)),
             layernorm_rows(16384, 1024), conv(8, 64, 56), conv(8, 64, 56, dtype="float16"),
-            model_case(resnet_style())]
+            model_case(resnet_style()), model_case(bert_style())]

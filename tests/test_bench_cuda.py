@@ -37,7 +37,8 @@ def test_smoke_mode_runs_and_checks_every_case(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     info = json.loads((tmp_path / "cuda_emulate.json").read_text())
     names = {r["case"] for r in info["cases"]}
-    assert names == {"MatMul", "Mul,Add,Tanh,Mul", "Softmax", "LayerNormalization", "Conv 3x3", "resnet_tiny"}
+    assert names == {"MatMul", "Mul,Add,Tanh,Mul", "Softmax", "LayerNormalization", "Conv 3x3", "resnet_tiny",
+                     "bert_style_1layer"}
     assert {r["dtype"] for r in info["cases"] if r["case"] == "MatMul"} == {"float32", "float16"}
     assert [r["check"] for r in info["cases"]] == ["ok"] * len(info["cases"])
     assert all(r["ref"] is not None for r in info["cases"])  # every case was timed against its reference
