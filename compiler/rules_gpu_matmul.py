@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.expr import Cast, Const, Var, free_vars
+from ..ir.expr import Cast, Const, Var, free_vars, substitute
+from ..ir.simplify import simplify_index
 from ..ir.tensor import PlaceholderOp, Reduce, Tensor, TensorRead
 from .rules_epilogue import find_epilogue
 from .schedule import Schedule, Stage
@@ -210,11 +211,42 @@ def _cooperative_fetch(tst: Stage, plain: bool) -> None:
     read through div/mod) flattened."""
     if plain:
         *_, rows, cols = tst.leaf
-        ro, y = tst.split(rows, THREADS)
-        co, x = tst.split(cols, THREADS)
-        tst.reorder(ro, co, y, x)
+        if _rows_contiguous(tst):  # a transposed source (attention's K^T): consecutive threads down the rows
+            ro, x = tst.split(rows, THREADS)
+            co, y = tst.split(cols, THREADS)
+            tst.reorder(ro, co, y, x)
+        else:
+            ro, y = tst.split(rows, THREADS)
+            co, x = tst.split(cols, THREADS)
+            tst.reorder(ro, co, y, x)
     else:
         _, inner = tst.split(tst.fuse(*tst.leaf), THREADS * THREADS)
         y, x = tst.split(inner, THREADS)
     tst.bind(y, "threadIdx.y")
     tst.bind(x, "threadIdx.x")
+
+
+def _rows_contiguous(tst: Stage) -> bool:
+    """Whether the tile's rows, not its columns, are consecutive in the kernel input it is finally read from
+    (through inlined transposes and reshapes, whose div/mod indices are probed at the tile's first elements)."""
+    sch = tst.schedule
+    rows, cols = (iv.var for iv in tst.op.axis[-2:])
+    zero = {iv.var: Const(0, iv.var.dtype) for iv in tst.op.axis}
+    inputs = {id(t): t for s in sch.stages for t in sch.reads(s) if isinstance(t.op, PlaceholderOp)}
+    reads = [(t, idx) for t in inputs.values() for idx in sch.reads_of(t, tst.op.body[0], tst)]
+    if len(reads) != 1:
+        return False
+    t, idx = reads[0]
+    dims = [getattr(d, "value", None) for d in t.shape]
+
+    def flat(at: dict) -> "int | None":
+        total = 0
+        for i, d in zip(idx, dims):
+            v = simplify_index(substitute(i, at))
+            if d is None or not isinstance(v, Const):
+                return None
+            total = total * d + v.value
+        return total
+    base, down, across = (flat({**zero, **step}) for step in ({}, {rows: Const(1, rows.dtype)},
+                                                              {cols: Const(1, cols.dtype)}))
+    return None not in (base, down, across) and down - base == 1 and across - base != 1
