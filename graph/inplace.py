@@ -14,8 +14,11 @@ from .ir import Graph, Node, Value
 from .partition import Partition, close_partition
 
 
-def inplace_concats(g: Graph, parts: list[Partition]) -> tuple[list[Partition], dict[Value, tuple[Value, int]]]:
-    """The partitions left to run and, for each value written in place, (the Concat result, byte offset)."""
+def inplace_concats(g: Graph, parts: list[Partition], align: int = 1
+                    ) -> tuple[list[Partition], dict[Value, tuple[Value, int]]]:
+    """The partitions left to run and, for each value written in place, (the Concat result, byte offset).
+    `align`: every offset must be a multiple of it (16 on GPUs, whose kernels access their buffers 16 bytes at a
+    time and refuse a misaligned one)."""
     if not _static(g):  # models with symbolic sizes allocate per value at run time: no shared buffers
         return parts, {}
     users, graph_values = g.consumers(), set(g.inputs) | set(g.outputs)
@@ -25,7 +28,8 @@ def inplace_concats(g: Graph, parts: list[Partition]) -> tuple[list[Partition], 
     removed: set[Value] = set()
     for part in parts:
         node = part.nodes[0]
-        if node.op != "Concat" or not _fits(node, users, graph_values, made_by, removed):
+        if node.op != "Concat" or not _fits(node, users, graph_values, made_by, removed) \
+                or any(sum(_nbytes(v) for v in node.inputs[:k]) % align for k in range(len(node.inputs))):
             kept.append(part)
             continue
         out, offset = node.outputs[0], 0

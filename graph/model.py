@@ -22,7 +22,8 @@ def compile_graph(g: Graph, target="llvm", progress: "Callable[[int, int, str], 
     tgt = parse_target(target)
     start = time.perf_counter()
     g = optimize(g, tgt.kind)
-    parts, placed = inplace_views(g, *inplace_concats(g, fuse(g, move_layouts=tgt.kind == "cuda")))
+    gpu = tgt.kind == "cuda"
+    parts, placed = inplace_views(g, *inplace_concats(g, fuse(g, move_layouts=gpu), align=16 if gpu else 1))
     slots: dict[Value, Slot] = {}
     for k, v in enumerate(g.inputs):
         slots[v] = ("input", k)

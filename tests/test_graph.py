@@ -223,10 +223,11 @@ def test_batchnorm_folds_into_conv():
     np.testing.assert_allclose(ember.compile(m)(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
-def _fire_module(batch: int):
+def _fire_module(batch: int, expand1: int = 5):
     """squeeze 1x1 -> (expand 1x1, expand 3x3) -> Relu each -> Concat on channels -> Relu: SqueezeNet's block."""
     rng = np.random.default_rng(7)
-    ws, w1, w3 = (rng.standard_normal(s).astype(np.float32) * 0.3 for s in [(4, 6, 1, 1), (5, 4, 1, 1), (3, 4, 3, 3)])
+    ws, w1, w3 = (rng.standard_normal(s).astype(np.float32) * 0.3
+                  for s in [(4, 6, 1, 1), (expand1, 4, 1, 1), (3, 4, 3, 3)])
     inits = [numpy_helper.from_array(a, n) for a, n in [(ws, "ws"), (w1, "w1"), (w3, "w3")]]
     return model([helper.make_node("Conv", ["x", "ws"], ["s"], name="squeeze"),
                   helper.make_node("Conv", ["s", "w1"], ["e1"], name="expand1"),
@@ -235,7 +236,22 @@ def _fire_module(batch: int):
                   helper.make_node("Relu", ["e3"], ["r3"], name="relu3"),
                   helper.make_node("Concat", ["r1", "r3"], ["c"], name="concat", axis=1),
                   helper.make_node("Relu", ["c"], ["y"], name="out")],
-                 [vi("x", [batch, 6, 7, 9])], [vi("y", [batch, 8, 7, 9])], inits)
+                 [vi("x", [batch, 6, 7, 9])], [vi("y", [batch, expand1 + 3, 7, 9])], inits)
+
+
+@pytest.mark.skipif(gpu_test_unavailable() is not None, reason=str(gpu_test_unavailable()))
+@pytest.mark.parametrize("expand1,in_place", [(5, False), (4, True)])
+def test_gpu_concats_are_in_place_only_at_16_byte_offsets(expand1, in_place):
+    """GPU kernels access buffers 16 bytes at a time and refuse a misaligned one: a Concat whose second block
+    starts 5 x 7 x 9 floats in (1260 bytes) stays a kernel on the GPU; at 4 x 7 x 9 (1008 bytes) it is in place."""
+    m = _fire_module(1, expand1)
+    compiled = ember.compile(m, target=gpu_test_target())
+    assert any("concat" in s.label for s in compiled.steps) != in_place
+    assert not any("concat" in s.label for s in ember.compile(m).steps)  # the CPU places both
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(8).standard_normal((1, 6, 7, 9)).astype(np.float32)
+    expected = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(compiled(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("batch,in_place", [(1, True), (2, False)])
