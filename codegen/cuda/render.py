@@ -61,15 +61,16 @@ class CudaModule:
 
 
 def render(func: PrimFunc, max_threads: int, max_shared: int, async_copies: bool = False) -> CudaModule:
-    """`async_copies` (sm_80+): cooperative fills copy global elements with cp.async, and double-buffered loops
-    issue the next tile's copies before computing on the current one. Not with symbolic sizes: their 64-bit
-    addresses of the copies in flight made ptxas spill the register tiles (measured: 12-44 bytes per thread)."""
+    """`async_copies` (sm_80+): double-buffered loops issue the next tile's copies before computing on the current
+    one, and mark those fetches (`ASYNC`), whose plain global-to-shared copies the renderer emits as cp.async. Not
+    with symbolic sizes: their 64-bit addresses of the copies in flight made ptxas spill the register tiles
+    (measured: 12-44 bytes per thread)."""
     async_copies = async_copies and not func.size_vars
     temps, plans = plan_kernels(replace(func, body=double_buffer(func.body, prefetch_first=async_copies)))
     parts = [PRELUDE, HELPERS, KERNELS_MARK]
     kernels = []
     for plan in plans:
-        text, info = KernelRenderer(func, plan, temps, max_threads, max_shared, async_copies).render()
+        text, info = KernelRenderer(func, plan, temps, max_threads, max_shared).render()
         parts.append(text)
         kernels.append(info)
     if any("nvcuda::wmma::" in p for p in parts):
@@ -88,11 +89,9 @@ def render(func: PrimFunc, max_threads: int, max_shared: int, async_copies: bool
 
 
 class KernelRenderer(VectorAccess):
-    def __init__(self, func: PrimFunc, plan: KernelPlan, temps: list[Buffer], max_threads: int, max_shared: int,
-                 async_copies: bool = False):
+    def __init__(self, func: PrimFunc, plan: KernelPlan, temps: list[Buffer], max_threads: int, max_shared: int):
         self.func, self.plan, self.temps = func, plan, temps
         self.max_threads, self.max_shared = max_threads, max_shared
-        self.async_copies = async_copies
         self.overlapping = 0  # depth of fetch loops marked ASYNC: their plain copies become cp.async
         self.copies_in_flight = False  # a cp.async was emitted since the last wait: the next barrier waits first
         self.barriers = 0  # barriers emitted so far

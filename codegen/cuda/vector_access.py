@@ -14,13 +14,11 @@ class VectorAccess:
         """Emit a cooperative fill's element copied unchanged from global memory (or zero where a padding
         condition fails) as cp.async: it lands in shared memory without passing through registers, so the
         thread goes on at once; the barrier that publishes the tile waits for it."""
-        if not (self.async_copies and self.overlapping and s.buffer in self.plan.cooperative):
-            return False
         value, full = s.value, None
         if isinstance(value, Select) and isinstance(value.b, Const) and value.b.value == 0:
             value, full = value.a, value.cond
-        value = copied_load(value, s.buffer.dtype)
-        if not (value is not None and value.buffer.scope == "global" and value.dtype.bits in (32, 64)):
+        value = self._overlapped_copy(s, value)
+        if value is None or value.dtype.bits not in (32, 64):
             return False
         src = value.index if full is None else select(full, value.index, const(0, value.index.dtype))
         self.emit(f"EMBER_CP_ASYNC({self.buffer_name(s.buffer)}, {self.printer(s.index)}, "
@@ -28,6 +26,15 @@ class VectorAccess:
                   f"{'true' if full is None else self.printer(full)});")
         self.copies_in_flight = True
         return True
+
+    def _overlapped_copy(self, st: Store, value: Expr) -> "Load | None":
+        """The global element `value` copies unchanged into the cooperative tile `st` fills, where that fill
+        overlaps computation (a fetch the double-buffer rewrite marked ASYNC: only there a copy in flight pays),
+        else None."""
+        if not (self.overlapping and st.buffer in self.plan.cooperative):
+            return None
+        load = copied_load(value, st.buffer.dtype)
+        return load if load is not None and load.buffer.scope == "global" else None
 
     def vector_loop(self, s: For) -> bool:
         """4 float lanes, unit stride, lane 0 at a multiple of 4: EMBER_LOAD4/EMBER_STORE4. A tail guard that
@@ -67,12 +74,11 @@ class VectorAccess:
         in all with both ends aligned to that size (a float16 tile's 8 elements): one cp.async of that many
         bytes instead of one per element."""
         st = s.body
-        if not (self.async_copies and self.overlapping and isinstance(s.extent, Const) and isinstance(st, Store)
-                and st.buffer in self.plan.cooperative):
+        if not (isinstance(s.extent, Const) and isinstance(st, Store)):
             return False
-        lanes, load = s.extent.value, copied_load(st.value, st.buffer.dtype)
+        lanes, load = s.extent.value, self._overlapped_copy(st, st.value)
         nbytes = lanes * st.buffer.dtype.bits // 8
-        if load is None or load.buffer.scope != "global" or nbytes not in (4, 8, 16):
+        if load is None or nbytes not in (4, 8, 16):
             return False
         dst, src = (_lane_base(x.index, s.var, lanes) for x in (st, load))
         if dst is None or src is None:
