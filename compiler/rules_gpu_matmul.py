@@ -145,12 +145,7 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     bx, xi = out.split(j, tiles.tile)
     ty, yy = out.split(yi, nparts=THREADS)
     tx, xx = out.split(xi, nparts=THREADS)
-    outer = [out.fuse(*batch)] if batch else []
-    out.reorder(*outer, by, bx, ty, tx, yy, xx)
-    if outer:
-        out.bind(outer[0], "blockIdx.z")
-    out.bind(by, "blockIdx.y")
-    out.bind(bx, "blockIdx.x")
+    out.reorder(*bind_blocks(out, batch, by, bx), by, bx, ty, tx, yy, xx)
     out.bind(ty, "threadIdx.y")
     out.bind(tx, "threadIdx.x")
     ast = sch[acc]
@@ -178,6 +173,16 @@ def schedule_tiled_matmul(sch: Schedule, st: Stage, reads: "tuple[TensorRead, Te
     out.unroll(yy)  # the accumulators are read at constant indices: they stay in registers
     _vectorize_by_4(out, xx)  # float4 stores of each thread's row of outputs
 
+
+def bind_blocks(st: Stage, batch: list, by, bx) -> list:
+    """Leading batch axes fused on blockIdx.z (attention's batch x heads), block rows and columns on y and x.
+    Returns the fused batch loop, if any."""
+    outer = [st.fuse(*batch)] if batch else []
+    if outer:
+        st.bind(outer[0], "blockIdx.z")
+    st.bind(by, "blockIdx.y")
+    st.bind(bx, "blockIdx.x")
+    return outer
 
 
 def _vectorize_by_4(st: Stage, axis) -> None:

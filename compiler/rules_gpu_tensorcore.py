@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..ir.expr import Const, Var
 from ..ir.tensor import Reduce, TensorRead
 from .rules_epilogue import Epilogue, find_epilogue
-from .rules_gpu_matmul import inline_into_fetch, widened_read
+from .rules_gpu_matmul import bind_blocks, inline_into_fetch, widened_read
 from .schedule import Schedule, Stage
 from .target import Target
 
@@ -127,7 +127,7 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
         bx, xi = st.split(j, tx_n)
         wyo, yy = st.split(yi, nparts=wy)
         wxo, xx = st.split(xi, nparts=wx)
-        st.reorder(*_bind_blocks(st, batch, by, bx), by, bx, wyo, wxo, yy, xx)
+        st.reorder(*bind_blocks(st, batch, by, bx), by, bx, wyo, wxo, yy, xx)
     else:
         wyo, wxo = _stage_through_shared(st, epilogue, tiles)
     st.bind(wyo, "threadIdx.y")  # one warp per (y, z); threadIdx.x is the warp's 32 lanes, bound in the fetches
@@ -159,17 +159,6 @@ def tensor_core_matmul(sch: Schedule, st: Stage, block: int) -> bool:
     return True
 
 
-def _bind_blocks(st: Stage, batch: list, by, bx) -> list:
-    """Leading batch axes fused on blockIdx.z (attention's batch x heads), block rows and columns on y and x.
-    Returns the fused batch loop, if any."""
-    outer = [st.fuse(*batch)] if batch else []
-    if outer:
-        st.bind(outer[0], "blockIdx.z")
-    st.bind(by, "blockIdx.y")
-    st.bind(bx, "blockIdx.x")
-    return outer
-
-
 def _spread_over_warps(st: Stage, fused, wy: int, wx: int) -> None:
     """A loop over a block's elements shared by all its threads: 32 consecutive elements per warp (threadIdx.x),
     then the warps along threadIdx.z and threadIdx.y, the rest serial."""
@@ -190,7 +179,7 @@ def _stage_through_shared(st: Stage, epilogue: Epilogue, tiles: TensorCoreTiles)
     *batch, i, j = (axes[iv.var.name] for iv in st.op.axis)
     by, yi = host.split(i, tiles.rows)
     bx, xi = host.split(j, tiles.cols)
-    host.reorder(*_bind_blocks(host, batch, by, bx), by, bx, yi, xi)
+    host.reorder(*bind_blocks(host, batch, by, bx), by, bx, yi, xi)
     _spread_over_warps(host, host.fuse(yi, xi), tiles.warps_y, tiles.warps_x)
     st.set_scope("shared")
     st.compute_at(host, bx)
