@@ -8,6 +8,7 @@ so its result is that buffer. The memory planner places each such value at its b
 buffer (`runtime/executor.py`, `plan_memory`)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 from .ir import Graph, Node, Value
@@ -28,14 +29,16 @@ def inplace_concats(g: Graph, parts: list[Partition], align: int = 1
     removed: set[Value] = set()
     for part in parts:
         node = part.nodes[0]
-        if node.op != "Concat" or not _fits(node, users, graph_values, made_by, removed) \
-                or any(sum(_nbytes(v) for v in node.inputs[:k]) % align for k in range(len(node.inputs))):
+        if node.op != "Concat" or not _fits(node, users, graph_values, made_by, removed):
             kept.append(part)
             continue
-        out, offset = node.outputs[0], 0
-        for v in node.inputs:
+        offsets = [0, *itertools.accumulate(_nbytes(v) for v in node.inputs[:-1])]
+        if any(o % align for o in offsets):
+            kept.append(part)
+            continue
+        out = node.outputs[0]
+        for v, offset in zip(node.inputs, offsets):
             placed[v] = (out, offset)
-            offset += _nbytes(v)
         removed.add(out)
         if len(part.nodes) > 1:  # element-wise nodes fused after the Concat read its result from memory
             kept.append(close_partition(part.nodes[1:], users, set(g.outputs)))
