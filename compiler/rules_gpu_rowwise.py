@@ -46,8 +46,7 @@ def rowwise_normalisation(sch: Schedule, st: Stage, block: int) -> bool:
         red.reorder(*red.leaf[:-2], ki, ko)
         red.bind(ki, "threadIdx.x")
     if n is not None:
-        for t in _whole_row_inputs(sch, st, reductions, n):
-            readers = [s for s in sch.stages if t in sch.reads(s)]
+        for t, readers in _whole_row_inputs(sch, st, reductions, n):
             staged = sch[sch.cache_read(t, "shared", readers)]
             staged.compute_at(st, row)
             ko, ki = staged.split(staged.leaf[-1], threads)
@@ -57,21 +56,21 @@ def rowwise_normalisation(sch: Schedule, st: Stage, block: int) -> bool:
 
 
 def _whole_row_inputs(sch: Schedule, st: Stage, reductions: list[Stage], n: int) -> list:
-    """Kernel inputs of the output's shape that only the group reads (softmax's and layer norm's x), when their
-    rows fit ROW_STAGE_BYTES together: each row is copied into shared memory once, so the reductions and the
-    output read global memory once instead of once each."""
+    """Kernel inputs of the output's shape that only the group reads (softmax's and layer norm's x), with their
+    reader stages, when their rows fit ROW_STAGE_BYTES together: each row is copied into shared memory once, so
+    the reductions and the output read global memory once instead of once each."""
     group = {id(s) for s in (st, *reductions)}
 
     def in_group(s: Stage) -> bool:
         return id(s) in group or (s.attach.kind == "inline"
                                   and all(id(c) in group for c in sch.consumers(s, through_inlined=True)))
-    found = []
+    readers: dict[int, tuple] = {}  # input id -> (input, its reader stages)
     for s in sch.stages:
         for t in sch.reads(s):
-            if (isinstance(t.op, PlaceholderOp) and t not in found and len(t.shape) == len(st.op.axis)
-                    and all(prove_equal(d, iv.extent) for d, iv in zip(t.shape, st.op.axis))
-                    and all(in_group(r) for r in sch.stages if t in sch.reads(r))):
-                found.append(t)
-    if sum(n * t.dtype.bits // 8 for t in found) > ROW_STAGE_BYTES:
+            if isinstance(t.op, PlaceholderOp) and len(t.shape) == len(st.op.axis) \
+                    and all(prove_equal(d, iv.extent) for d, iv in zip(t.shape, st.op.axis)):
+                readers.setdefault(id(t), (t, []))[1].append(s)
+    found = [(t, rs) for t, rs in readers.values() if all(in_group(r) for r in rs)]
+    if sum(n * t.dtype.bits // 8 for t, _ in found) > ROW_STAGE_BYTES:
         return []
     return found
