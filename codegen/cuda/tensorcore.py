@@ -415,9 +415,8 @@ def emit(r, s: Stmt) -> None:
         names = []
         for use, op in (("matrix_a", s.a), ("matrix_b", s.b)):
             n = r.fresh(use[-1] + "_frag")
-            layout = "col_major" if op.col_major else "row_major"
-            r.emit(f"{_W}fragment<{_W}{use}, 16, 16, 16, __half, {_W}{layout}> {n};")
-            r.emit(f"{_W}load_matrix_sync({n}, {r.buffer_name(op.buffer)} + {p(op.base)}, (unsigned)({p(op.ldm)}));")
+            r.emit(f"{_operand_fragment(use, op)} {n};")
+            r.emit(_load(r, n, op))
             names.append(n)
         r.emit(f"{_W}mma_sync({frag}, {names[0]}, {names[1]}, {frag});")
         r.depth -= 1
@@ -432,8 +431,19 @@ def emit(r, s: Stmt) -> None:
             r.pending_writes.add(s.buffer)
 
 
+def _operand_fragment(use: str, op: Operand) -> str:
+    """The C++ type of a `matrix_a` / `matrix_b` fragment holding `op`'s tiles."""
+    layout = "col_major" if op.col_major else "row_major"
+    return f"{_W}fragment<{_W}{use}, 16, 16, 16, __half, {_W}{layout}>"
+
+
+def _load(r, fragment: str, op: Operand) -> str:
+    return f"{_W}load_matrix_sync({fragment}, {r.buffer_name(op.buffer)} + {r.printer(op.base)}, " \
+           f"(unsigned)({r.printer(op.ldm)}));"
+
+
 def _emit_products(r, s: WmmaProducts) -> None:
-    p, loops = r.printer, (s.outer, s.inner)
+    loops = (s.outer, s.inner)
     names = {lp.var: r.fresh(lp.var.name) for lp in loops}
     r.var_names.update(names)
     r.emit("{")
@@ -443,16 +453,13 @@ def _emit_products(r, s: WmmaProducts) -> None:
         moving = next((lp for lp in loops if lp.var in free_vars(op.base)), None)
         count = moving.extent.value if moving is not None else 1  # type: ignore[attr-defined]
         frag = r.fresh(use[-1] + "_frags")
-        layout = "col_major" if op.col_major else "row_major"
-        r.emit(f"{_W}fragment<{_W}{use}, 16, 16, 16, __half, {_W}{layout}> {frag}[{count}];")
-        load = (f"{_W}load_matrix_sync({frag}[{{}}], {r.buffer_name(op.buffer)} + {p(op.base)}, "
-                f"(unsigned)({p(op.ldm)}));")
+        r.emit(f"{_operand_fragment(use, op)} {frag}[{count}];")
         if moving is None:
-            r.emit(load.format(0))
+            r.emit(_load(r, f"{frag}[0]", op))
         else:
             v = names[moving.var]
             r.emit("#pragma unroll")
-            r.emit(f"for (int {v} = 0; {v} < {count}; ++{v}) {load.format(v)}")
+            r.emit(f"for (int {v} = 0; {v} < {count}; ++{v}) {_load(r, f'{frag}[{v}]', op)}")
         picks.append(f"{frag}[{names[moving.var] if moving is not None else 0}]")
     for lp in loops:
         v, count = names[lp.var], lp.extent.value  # type: ignore[attr-defined]
