@@ -18,7 +18,7 @@ from ..ir.tensor import Reduce, TensorRead
 from .rules_epilogue import Epilogue, find_epilogue
 from .rules_gpu_matmul import bind_blocks, inline_into_fetch, widened_read
 from .schedule import Schedule, Stage
-from .target import Target
+from .target import Target, sm_number
 
 TILE, WARP_TILE, MAX_BLOCK_TILE, MIN_ARCH = 16, 32, 64, 70
 # float16 elements each thread copies per fetch step when the tile splits evenly: 16 bytes (one cp.async on sm_80+,
@@ -35,7 +35,7 @@ ROW_PAD = 8
 
 def has_tensor_cores(target: Target) -> bool:
     """CUDA targets of Volta (sm_70) or newer."""
-    return target.kind == "cuda" and int(str(target.get("arch")).replace("sm_", "")) >= MIN_ARCH
+    return target.kind == "cuda" and sm_number(target.get("arch")) >= MIN_ARCH
 
 
 def half_contraction(st: Stage) -> "tuple[TensorRead, TensorRead] | None":

@@ -94,6 +94,12 @@ def _pattern(regex: str, what: str) -> Validator:
     return check
 
 
+def sm_number(arch: object) -> int:
+    """80 for a validated "sm_80": what a cuda target's arch is compared with (tensor cores from 70, cp.async
+    from 80)."""
+    return int(str(arch).replace("sm_", ""))
+
+
 def _cuda_arch(value: object) -> str | None:
     m = re.fullmatch(r"sm_([1-9]\d*)", str(value))
     if m is None or not 50 <= int(m.group(1)) <= 120:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ...compiler.target import Target
+from ...compiler.target import Target, sm_number
 from ...ir.loops import PrimFunc
 from .. import BackendUnavailable
 from .launch import MAX_BLOCK, MAX_GRID, LaunchConfigError, eval_json
@@ -97,14 +97,14 @@ class CUDABackend:
         check_arch(func.body, arch)
         module = render(func, int(target.get("max-threads-per-block")),  # type: ignore[arg-type]
                         int(target.get("max-shared-memory-per-block")),  # type: ignore[arg-type]
-                        async_copies=int(arch.replace("sm_", "")) >= ASYNC_COPY_ARCH)
+                        async_copies=sm_number(arch) >= ASYNC_COPY_ARCH)
         parts: dict[str, "bytes | str"] = {"cuda": module.source, "launches": json.dumps(module.launches)}
         if target.emulate:
             from .emulate import compile_module
             parts["emulated"] = compile_module(module.source, kernel_specs(module.launches))
         else:
             cupy_or_raise()
-            parts["cubin"] = _cubin_bytes(module.source, arch.replace("sm_", ""))
+            parts["cubin"] = _cubin_bytes(module.source, str(sm_number(arch)))
         return parts
 
     def load(self, parts: dict[str, "bytes | str"], func_args: int, size_vars: int, target: Target):

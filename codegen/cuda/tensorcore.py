@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...compiler.target import sm_number
 from ...ir.expr import Binary, Cast, Const, Expr, Var, expr_key, free_vars, substitute, walk
 from ...ir.loops import Allocate, Buffer, For, Load, Stmt, Store, with_children
 from ...ir.simplify import affine, simplify_index
@@ -358,7 +359,7 @@ def _operand(x: Load, row: Var, col: Var, zero: dict, what: str) -> Operand:
 def check_arch(func_body: Stmt, arch: str) -> None:
     """WMMA needs Volta (sm_70) or newer."""
     loops = _annotated(func_body)
-    if loops and int(arch.replace("sm_", "")) < MIN_ARCH:
+    if loops and sm_number(arch) < MIN_ARCH:
         raise CudaCodegenError(f"loop {loops[0].var.name!r} is annotated {PRAGMA}, but the target arch {arch} has no "
                                f"tensor cores (WMMA needs sm_70 or newer); pass -arch=sm_70 or newer")
 
